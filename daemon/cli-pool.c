@@ -1,0 +1,1112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cli-pool.c -- `vbak pool ...`: works on a storage pool directly, without
+ * the daemon: init, backup, restore, list, verify, gc, prune, stats.
+ *
+ * Every verb prints a short human summary, or one JSON document on stdout
+ * with --json; errors go to stderr (and, with --json, as {"error": ...} on
+ * stdout) and the exit code is the stable code of docs/error-codes.md.
+ */
+#include "daemon/cli-pool.h"
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <linux/fs.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <uv.h>
+
+#include "daemon/error.h"
+#include "daemon/progress.h"
+#include "daemon/util.h"
+#include "storagepool/fs.h"
+#include "storagepool/pipeline.h"
+#include "storagepool/retention.h"
+#include "storagepool/sp.h"
+
+static bool arg_json;
+
+_printf_(2, 3) static int fail(vb_error code, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "vbak: %s [E%d %s]\n", msg, code, vb_error_name(code));
+        if (arg_json) {
+                json_t *j = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", code, "name", vb_error_name(code),
+                                      "message", msg);
+                if (j) {
+                        json_dumpf(j, stdout, JSON_COMPACT);
+                        fputc('\n', stdout);
+                        json_decref(j);
+                }
+        }
+        return code;
+}
+
+static int fail_errno(int r, const char *what)
+{
+        return fail(vb_error_from_errno(r), "%s: %s", what, strerror(-r));
+}
+
+static int print_json(json_t *j)
+{
+        if (!j)
+                return fail(VB_E_FAILED, "out of memory");
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+        json_decref(j);
+        return 0;
+}
+
+static int open_pool(const char *path, sp_pool **ret)
+{
+        int r = sp_pool_open(path, ret);
+
+        if (r == -ENOENT)
+                return fail(VB_E_NOT_FOUND, "%s: no pool here (pool.json not found)", path);
+        if (r == -EBADMSG)
+                return fail(VB_E_POOL_FORMAT, "%s: pool.json is damaged", path);
+        if (r == -EPROTONOSUPPORT)
+                return fail(VB_E_POOL_FORMAT, "%s: pool format version or type not supported", path);
+        if (r < 0)
+                return fail_errno(r, path);
+        return 0;
+}
+
+static double ratio(uint64_t a, uint64_t b)
+{
+        return b ? (double)a / (double)b : 0.0;
+}
+
+/* --- init --------------------------------------------------------------- */
+
+static const char init_help[] =
+        "Usage: vbak pool init PATH [OPTIONS]\n"
+        "Creates a storage pool in PATH (a new or empty folder).\n\n"
+        "  --type dedup|standard        pool type (default dedup)\n"
+        "  --chunk-size SIZE            1M, 2M or 4M (default 2M)\n"
+        "  --compression none|fast|zstd:N  (default fast; N is 1-19)\n"
+        "  --fsync always|none          durability policy (default always)\n"
+        "  --json                       print the result as JSON\n";
+
+static int cmd_init(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "type", required_argument, NULL, 't' },   { "chunk-size", required_argument, NULL, 'c' },
+                { "compression", required_argument, NULL, 'z' }, { "fsync", required_argument, NULL, 'f' },
+                { "json", no_argument, NULL, 'j' },         { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        sp_options o = SP_OPTIONS_DEFAULT;
+        uint64_t size;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 't':
+                        if (!sp_driver_find(optarg))
+                                return fail(VB_E_USAGE, "unknown pool type '%s' (dedup or standard)", optarg);
+                        o.type = optarg;
+                        break;
+                case 'c':
+                        if (vb_parse_size(optarg, &size) < 0 || size < SP_CHUNK_SIZE_MIN ||
+                            size > SP_CHUNK_SIZE_MAX || (size & (size - 1)))
+                                return fail(VB_E_USAGE, "bad chunk size '%s' (1M, 2M or 4M)", optarg);
+                        o.chunk_size = (uint32_t)size;
+                        break;
+                case 'z':
+                        if (dd_compression_from_string(optarg, &o.compression) < 0)
+                                return fail(VB_E_USAGE, "bad compression '%s' (none, fast or zstd:1-19)", optarg);
+                        break;
+                case 'f':
+                        o.fsync = sp_fsync_from_string(optarg);
+                        if (o.fsync < 0)
+                                return fail(VB_E_USAGE, "bad fsync policy '%s' (always or none)", optarg);
+                        break;
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 'h':
+                        fputs(init_help, stdout);
+                        return 0;
+                default:
+                        return VB_E_USAGE;
+                }
+        }
+        if (optind + 1 != argc)
+                return fail(VB_E_USAGE, "pool init needs exactly one PATH (see --help)");
+        r = sp_pool_create(argv[optind], &o);
+        if (r == -EEXIST)
+                return fail(VB_E_EXISTS, "%s: a pool exists here already", argv[optind]);
+        if (r < 0)
+                return fail_errno(r, argv[optind]);
+        if (arg_json) {
+                char comp[32];
+                return print_json(json_pack("{s:s, s:s, s:I, s:s, s:s}", "path", argv[optind], "type", o.type,
+                                            "chunk_size", (json_int_t)o.chunk_size, "compression",
+                                            dd_compression_to_string(o.compression, comp, sizeof(comp)), "fsync",
+                                            sp_fsync_to_string(o.fsync)));
+        }
+        printf("Created %s pool at %s\n", o.type, argv[optind]);
+        return 0;
+}
+
+/* --- backup ------------------------------------------------------------- */
+
+static const char backup_help[] =
+        "Usage: vbak pool backup PATH --vm NAME --disk NAME --source FILE [OPTIONS]\n"
+        "Backs up one disk image (a file or block device) into the pool. A full backup\n"
+        "reads only allocated data; an incremental reads only the changed extents.\n\n"
+        "  --vm NAME           the VM the disk belongs to\n"
+        "  --title TITLE       the VM's display title (optional)\n"
+        "  --disk NAME         the disk's name in the restore point (e.g. vda)\n"
+        "  --source FILE       the disk image to read\n"
+        "  --changed EXTENTS   incremental: a file of 'OFFSET LENGTH' lines (bytes)\n"
+        "  --parent ID|latest  incremental: the restore point the extents changed from\n"
+        "  --json              print the result as JSON\n";
+
+struct file_io {
+        int fd;
+        bool sparse; /* the target reads as zeros: skip zero blocks */
+};
+
+#define SPARSE_BLOCK (64 * 1024)
+
+static int file_read(void *userdata, uint64_t offset, void *buf, size_t len)
+{
+        struct file_io *f = userdata;
+        int r = vb_pread_all(f->fd, buf, len, (off_t)offset);
+
+        /* A source that got shorter reads as zeros past its end. */
+        if (r == -EBADMSG) {
+                memset(buf, 0, len);
+                return 0;
+        }
+        return r;
+}
+
+static int file_write(void *userdata, uint64_t offset, const void *buf, size_t len)
+{
+        struct file_io *f = userdata;
+        const uint8_t *p = buf;
+
+        if (!f->sparse)
+                return vb_pwrite_all(f->fd, buf, len, (off_t)offset);
+        /* Keep a new file sparse: write runs of non-zero blocks only. */
+        for (size_t at = 0; at < len;) {
+                size_t n = MIN(SPARSE_BLOCK, len - at), run = 0;
+                int r;
+
+                if (dd_is_zero(p + at, n)) {
+                        at += n;
+                        continue;
+                }
+                while (at + run < len) {
+                        size_t m = MIN(SPARSE_BLOCK, len - at - run);
+                        if (run > 0 && dd_is_zero(p + at + run, m))
+                                break;
+                        run += m;
+                }
+                r = vb_pwrite_all(f->fd, p + at, run, (off_t)(offset + at));
+                if (r < 0)
+                        return r;
+                at += run;
+        }
+        return 0;
+}
+
+static int file_zero(void *userdata, uint64_t offset, size_t len)
+{
+        struct file_io *f = userdata;
+        static const uint8_t zeros[64 * 1024];
+
+        if (fallocate(f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) == 0)
+                return 0;
+        for (size_t done = 0; done < len;) {
+                size_t n = MIN(len - done, sizeof(zeros));
+                int r = vb_pwrite_all(f->fd, zeros, n, (off_t)(offset + done));
+                if (r < 0)
+                        return r;
+                done += n;
+        }
+        return 0;
+}
+
+static int device_size(int fd, uint64_t *ret)
+{
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISREG(st.st_mode)) {
+                *ret = (uint64_t)st.st_size;
+                return 0;
+        }
+        if (S_ISBLK(st.st_mode))
+                return ioctl(fd, BLKGETSIZE64, ret) < 0 ? -errno : 0;
+        return -EINVAL;
+}
+
+struct run_state {
+        int r;
+        sp_transfer_result res;
+};
+
+static void transfer_done(void *userdata, int r, const sp_transfer_result *res)
+{
+        struct run_state *st = userdata;
+
+        st->r = r;
+        st->res = *res;
+}
+
+/* Runs one transfer to its end on a private loop. */
+static int run_loop(uv_loop_t *loop)
+{
+        uv_run(loop, UV_RUN_DEFAULT);
+        return uv_loop_close(loop);
+}
+
+static int load_extents(const char *path, uint64_t size, dd_extents *e)
+{
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        unsigned line = 0;
+        int r;
+
+        r = vb_read_file_at(AT_FDCWD, path, 1u << 30, &text, &len);
+        if (r < 0)
+                return fail_errno(r, path);
+        r = dd_extents_parse(text, len, e, &line);
+        if (r < 0)
+                return fail(VB_E_USAGE, "%s:%u: expected 'OFFSET LENGTH'", path, line);
+        r = dd_extents_normalize(e, size);
+        if (r < 0)
+                return fail(VB_E_USAGE, "%s: an extent ends past the end of the disk (%" PRIu64 " bytes)", path, size);
+        return 0;
+}
+
+static int cmd_backup(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "vm", required_argument, NULL, 'v' },      { "title", required_argument, NULL, 'T' },
+                { "disk", required_argument, NULL, 'd' },    { "source", required_argument, NULL, 's' },
+                { "changed", required_argument, NULL, 'c' }, { "parent", required_argument, NULL, 'p' },
+                { "json", no_argument, NULL, 'j' },          { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        const char *vm = NULL, *title = NULL, *disk = NULL, *source = NULL, *changed = NULL, *parent_arg = NULL;
+        _cleanup_(sp_pool_closep) sp_pool *p = NULL;
+        _cleanup_(dd_manifest_freep) dd_manifest *tmpl = NULL, *parent = NULL, *done_m = NULL;
+        _cleanup_close_ int fd = -1;
+        dd_extents extents = DD_EXTENTS_INIT;
+        struct file_io src_io = { -1, false };
+        sp_source src = { file_read, &src_io };
+        sp_writer *w = NULL;
+        sp_disk_writer *dw = NULL;
+        struct run_state st = { 0 };
+        vb_progress prog;
+        uv_loop_t loop;
+        uint64_t size;
+        int c, r, code;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'v':
+                        vm = optarg;
+                        break;
+                case 'T':
+                        title = optarg;
+                        break;
+                case 'd':
+                        disk = optarg;
+                        break;
+                case 's':
+                        source = optarg;
+                        break;
+                case 'c':
+                        changed = optarg;
+                        break;
+                case 'p':
+                        parent_arg = optarg;
+                        break;
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 'h':
+                        fputs(backup_help, stdout);
+                        return 0;
+                default:
+                        return VB_E_USAGE;
+                }
+        }
+        if (optind + 1 != argc || !vm || !disk || !source)
+                return fail(VB_E_USAGE, "pool backup needs PATH, --vm, --disk and --source (see --help)");
+        if (!dd_name_is_safe(vm))
+                return fail(VB_E_USAGE, "VM name '%s': use 1-64 letters, digits, '.', '_' or '-'", vm);
+        if (!dd_name_is_safe(disk))
+                return fail(VB_E_USAGE, "disk name '%s': use 1-64 letters, digits, '.', '_' or '-'", disk);
+        if (!changed != !parent_arg)
+                return fail(VB_E_USAGE, "an incremental needs both --changed and --parent");
+        code = open_pool(argv[optind], &p);
+        if (code)
+                return code;
+
+        fd = open(source, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return fail(errno == ENOENT ? VB_E_NOT_FOUND : VB_E_SOURCE, "%s: %s", source, strerror(errno));
+        r = device_size(fd, &size);
+        if (r < 0)
+                return fail(VB_E_SOURCE, "%s: not a regular file or block device", source);
+        src_io.fd = fd;
+
+        tmpl = dd_manifest_new();
+        if (!tmpl || !(tmpl->vm.name = strdup(vm)) || !(tmpl->vm.platform = strdup(SP_PLATFORM_LOCAL)) ||
+            !(tmpl->consistency = strdup("crash")) || (title && !(tmpl->vm.title = strdup(title))))
+                return fail(VB_E_FAILED, "out of memory");
+        tmpl->time_start = time(NULL);
+        if (changed) {
+                const dd_manifest_disk *pd;
+
+                r = sp_pool_find(p, parent_arg, vm, &parent);
+                if (r == -ENOENT)
+                        return fail(VB_E_PARENT, "parent restore point '%s' of VM %s not found", parent_arg, vm);
+                if (r < 0)
+                        return fail_errno(r, "parent restore point");
+                if (!streq_ptr(parent->vm.name, vm))
+                        return fail(VB_E_PARENT, "parent restore point %s belongs to VM %s, not %s", parent->id,
+                                    parent->vm.name, vm);
+                pd = dd_manifest_find_disk(parent, disk);
+                if (!pd)
+                        return fail(VB_E_PARENT, "parent restore point %s has no disk %s", parent->id, disk);
+                if (pd->size != size)
+                        return fail(VB_E_PARENT,
+                                    "disk %s changed size since restore point %s (%" PRIu64 " -> %" PRIu64
+                                    " bytes): run a full backup",
+                                    disk, parent->id, pd->size, size);
+                code = load_extents(changed, size, &extents);
+                if (code)
+                        goto out;
+                tmpl->type = DD_BACKUP_INCREMENTAL;
+                tmpl->parent = strdup(parent->id);
+                if (!tmpl->parent)
+                        return fail(VB_E_FAILED, "out of memory");
+        } else {
+                tmpl->type = DD_BACKUP_FULL;
+                r = dd_extents_from_fd(fd, size, &extents);
+                if (r < 0) {
+                        code = fail(VB_E_SOURCE, "%s: cannot map allocated data: %s", source, strerror(-r));
+                        goto out;
+                }
+        }
+
+        r = p->drv->begin(p, tmpl, &w);
+        if (r < 0) {
+                code = fail_errno(r, "cannot start the restore point");
+                goto out;
+        }
+        r = p->drv->disk_begin(w, disk, size, &dw);
+        if (r < 0) {
+                p->drv->abort(w);
+                code = r == -EBADMSG ? fail(VB_E_PARENT, "the parent's index of disk %s is damaged", disk)
+                                     : fail_errno(r, "cannot start the disk");
+                goto out;
+        }
+        vb_progress_init(&prog, "backup", false);
+        r = uv_loop_init(&loop);
+        if (r >= 0) {
+                sp_pipeline_opts po = { .progress = vb_progress_update, .userdata = &prog };
+                r = sp_backup_start(&loop, dw, &src, &extents, &po, transfer_done, &st);
+                if (r >= 0)
+                        r = run_loop(&loop);
+                else
+                        uv_loop_close(&loop);
+        }
+        vb_progress_done(&prog);
+        if (r >= 0)
+                r = st.r;
+        if (r < 0) {
+                p->drv->disk_abort(dw);
+                p->drv->abort(w);
+                if (r == -ENODATA || r == -EBADMSG)
+                        code = fail(vb_error_from_errno(r),
+                                    "disk %s offset %" PRIu64 ": the parent's chunk there is %s", disk,
+                                    st.res.failed_offset, r == -ENODATA ? "missing" : "damaged");
+                else if (r == -ENOSPC || r == -EDQUOT)
+                        code = fail(VB_E_NO_SPACE, "the pool's file system is full; nothing was committed");
+                else
+                        code = fail_errno(r, "backup failed, nothing was committed");
+                goto out;
+        }
+        dw->disk->bytes_read = st.res.bytes_done;
+        r = p->drv->disk_end(dw);
+        if (r < 0) {
+                p->drv->abort(w);
+                code = fail_errno(r, "cannot finish the disk's index; nothing was committed");
+                goto out;
+        }
+        r = p->drv->commit(w, &done_m);
+        if (r < 0) {
+                code = fail_errno(r, "cannot commit the restore point");
+                goto out;
+        }
+        {
+                const dd_manifest_disk *md = &done_m->disks[0];
+                double secs = (double)st.res.seconds_ns / 1e9;
+
+                if (arg_json)
+                        code = print_json(json_pack(
+                                "{s:s, s:s, s:s, s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:f}", "id", done_m->id,
+                                "vm", vm, "disk", disk, "type", dd_backup_type_to_string(done_m->type), "parent",
+                                done_m->parent ? json_string(done_m->parent) : json_null(), "pool_type",
+                                p->drv->name, "logical_size", (json_int_t)md->size, "bytes_read",
+                                (json_int_t)md->bytes_read, "bytes_new", (json_int_t)md->bytes_new, "bytes_stored",
+                                (json_int_t)st.res.bytes_stored, "bytes_data", (json_int_t)md->bytes_data,
+                                "seconds", secs));
+                else {
+                        char a[32], b[32], d[32];
+                        printf("Restore point %s (%s) of %s/%s: read %s, new %s, size %s, %.2f s\n", done_m->id,
+                               dd_backup_type_to_string(done_m->type), vm, disk,
+                               vb_format_size(md->bytes_read, a, sizeof(a)),
+                               vb_format_size(md->bytes_new, b, sizeof(b)), vb_format_size(md->size, d, sizeof(d)),
+                               secs);
+                        code = 0;
+                }
+        }
+out:
+        dd_extents_clear(&extents);
+        return code;
+}
+
+/* --- restore ------------------------------------------------------------ */
+
+static const char restore_help[] =
+        "Usage: vbak pool restore PATH ID --disk NAME --target FILE [--json]\n"
+        "Restores one disk of restore point ID (or 'latest') to FILE. A new file is\n"
+        "written sparse; every chunk is checked against its digest before it is\n"
+        "written. The file is written as FILE.partial and renamed when complete.\n";
+
+static int cmd_restore(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "disk", required_argument, NULL, 'd' }, { "target", required_argument, NULL, 't' },
+                { "vm", required_argument, NULL, 'v' },   { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },       {},
+        };
+        const char *disk = NULL, *target = NULL, *vm = NULL;
+        _cleanup_(sp_pool_closep) sp_pool *p = NULL;
+        _cleanup_(dd_manifest_freep) dd_manifest *m = NULL;
+        _cleanup_free_ char *partial = NULL;
+        _cleanup_close_ int fd = -1;
+        sp_disk_reader *rd = NULL;
+        struct file_io io;
+        sp_target dst = { file_write, NULL, &io };
+        struct run_state st = { 0 };
+        vb_progress prog;
+        uv_loop_t loop;
+        struct stat tst;
+        bool block;
+        int c, r, code;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'd':
+                        disk = optarg;
+                        break;
+                case 't':
+                        target = optarg;
+                        break;
+                case 'v':
+                        vm = optarg;
+                        break;
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 'h':
+                        fputs(restore_help, stdout);
+                        return 0;
+                default:
+                        return VB_E_USAGE;
+                }
+        }
+        if (optind + 2 != argc || !disk || !target)
+                return fail(VB_E_USAGE, "pool restore needs PATH, ID, --disk and --target (see --help)");
+        code = open_pool(argv[optind], &p);
+        if (code)
+                return code;
+        r = sp_pool_find(p, argv[optind + 1], vm, &m);
+        if (r == -ENOENT)
+                return fail(VB_E_NOT_FOUND, "restore point '%s' not found", argv[optind + 1]);
+        if (r < 0)
+                return fail_errno(r, "restore point");
+        r = p->drv->reader_open(p, m, disk, &rd);
+        if (r == -ENOENT)
+                return fail(VB_E_NOT_FOUND, "restore point %s has no disk %s", m->id, disk);
+        if (r < 0)
+                return fail(vb_error_from_errno(r), "restore point %s disk %s: %s", m->id, disk,
+                            r == -EBADMSG ? "its index is damaged" : strerror(-r));
+
+        block = stat(target, &tst) == 0 && S_ISBLK(tst.st_mode);
+        if (block) {
+                fd = open(target, O_WRONLY | O_CLOEXEC);
+                dst.zero = file_zero;
+        } else {
+                if (asprintf(&partial, "%s.partial", target) < 0) {
+                        code = fail(VB_E_FAILED, "out of memory");
+                        goto out;
+                }
+                fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        }
+        if (fd < 0 || (!block && ftruncate(fd, (off_t)rd->size) < 0)) {
+                code = fail(errno == ENOSPC ? VB_E_NO_SPACE : VB_E_TARGET, "%s: %s", partial ? partial : target,
+                            strerror(errno));
+                goto out;
+        }
+        io.fd = fd;
+        io.sparse = !block;
+        vb_progress_init(&prog, "restore", false);
+        r = uv_loop_init(&loop);
+        if (r >= 0) {
+                sp_pipeline_opts po = { .progress = vb_progress_update, .userdata = &prog };
+                r = sp_restore_start(&loop, rd, &dst, &po, transfer_done, &st);
+                if (r >= 0)
+                        r = run_loop(&loop);
+                else
+                        uv_loop_close(&loop);
+        }
+        vb_progress_done(&prog);
+        if (r >= 0)
+                r = st.r;
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r < 0) {
+                const char *what = r == -EBADMSG   ? "a chunk is damaged (digest mismatch)"
+                                   : r == -ENODATA ? "a chunk is missing"
+                                                   : strerror(-r);
+                vb_error e = r == -EBADMSG || r == -ENODATA ? vb_error_from_errno(r)
+                             : r == -ENOSPC                 ? VB_E_NO_SPACE
+                                                            : VB_E_TARGET;
+                code = fail(e, "restore point %s disk %s offset %" PRIu64 ": %s; %s is incomplete", m->id, disk,
+                            st.res.failed_offset, what, partial ? partial : target);
+                goto out;
+        }
+        if (partial && rename(partial, target) < 0) {
+                code = fail(VB_E_TARGET, "%s: %s", target, strerror(errno));
+                goto out;
+        }
+        if (arg_json)
+                code = print_json(json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "id", m->id, "disk", disk, "target",
+                                            target, "size", (json_int_t)rd->size, "bytes_written",
+                                            (json_int_t)st.res.bytes_done, "seconds",
+                                            (double)st.res.seconds_ns / 1e9));
+        else {
+                char a[32];
+                printf("Restored %s disk %s to %s (%s, %.2f s)\n", m->id, disk, target,
+                       vb_format_size(rd->size, a, sizeof(a)), (double)st.res.seconds_ns / 1e9);
+                code = 0;
+        }
+out:
+        if (rd)
+                p->drv->reader_close(rd);
+        return code;
+}
+
+/* --- list --------------------------------------------------------------- */
+
+static const char list_help[] = "Usage: vbak pool list PATH [--vm NAME] [--json]\n"
+                                "Lists the committed restore points, oldest first.\n";
+
+static void warn_problem(void *userdata, const sp_problem *pr)
+{
+        fprintf(stderr, "vbak: warning: %s %s: %s\n", pr->kind, pr->object, pr->detail ? pr->detail : "");
+}
+
+static json_t *manifest_summary(const dd_manifest *m)
+{
+        json_t *disks = json_array();
+
+        for (size_t i = 0; disks && i < m->n_disks; i++)
+                json_array_append_new(disks, json_pack("{s:s, s:I, s:I, s:I}", "name", m->disks[i].name, "size",
+                                                       (json_int_t)m->disks[i].size, "bytes_read",
+                                                       (json_int_t)m->disks[i].bytes_read, "bytes_new",
+                                                       (json_int_t)m->disks[i].bytes_new));
+        return json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:I, s:I}", "id", m->id, "vm", m->vm.name, "title",
+                         m->vm.title ? json_string(m->vm.title) : json_null(), "disks", disks ? disks : json_null(),
+                         "type", dd_backup_type_to_string(m->type), "parent",
+                         m->parent ? json_string(m->parent) : json_null(), "time_start",
+                         (json_int_t)m->time_start, "time_end", (json_int_t)m->time_end);
+}
+
+static int cmd_list(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "vm", required_argument, NULL, 'v' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(sp_pool_closep) sp_pool *p = NULL;
+        const char *vm = NULL;
+        dd_manifest **v = NULL;
+        size_t n = 0;
+        int c, r, code;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'v':
+                        vm = optarg;
+                        break;
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 'h':
+                        fputs(list_help, stdout);
+                        return 0;
+                default:
+                        return VB_E_USAGE;
+                }
+        }
+        if (optind + 1 != argc)
+                return fail(VB_E_USAGE, "pool list needs PATH (see --help)");
+        code = open_pool(argv[optind], &p);
+        if (code)
+                return code;
+        r = sp_pool_list(p, vm, warn_problem, NULL, &v, &n);
+        if (r < 0)
+                return fail_errno(r, "cannot list the pool");
+        if (arg_json) {
+                json_t *a = json_array();
+                for (size_t i = 0; a && i < n; i++)
+                        json_array_append_new(a, manifest_summary(v[i]));
+                code = print_json(a);
+        } else {
+                printf("%-26s %-20s %-12s %-26s %s\n", "ID", "VM", "TYPE", "PARENT", "DISKS");
+                for (size_t i = 0; i < n; i++) {
+                        printf("%-26s %-20s %-12s %-26s", v[i]->id, v[i]->vm.name,
+                               dd_backup_type_to_string(v[i]->type), v[i]->parent ? v[i]->parent : "-");
+                        for (size_t k = 0; k < v[i]->n_disks; k++)
+                                printf(" %s", v[i]->disks[k].name);
+                        putchar('\n');
+                }
+        }
+        sp_manifests_free(v, n);
+        return code;
+}
+
+/* --- verify ------------------------------------------------------------- */
+
+static const char verify_help[] =
+        "Usage: vbak pool verify PATH [ID...] [--sample PERCENT] [--threads N] [--json]\n"
+        "Reads stored data back and checks every digest; names each damaged or missing\n"
+        "chunk and every restore point it breaks. Exits with code 6 when it finds any.\n";
+
+struct verify_report {
+        json_t *problems;
+};
+
+static void report_problem(void *userdata, const sp_problem *pr)
+{
+        struct verify_report *vr = userdata;
+        json_t *rps = json_array();
+
+        for (size_t i = 0; rps && i < pr->n_restore_points; i++)
+                json_array_append_new(rps, json_string(pr->restore_points[i]));
+        if (arg_json)
+                json_array_append_new(vr->problems,
+                                      json_pack("{s:s, s:s, s:s, s:o}", "kind", pr->kind, "object", pr->object,
+                                                "detail", pr->detail ? pr->detail : "", "restore_points",
+                                                rps ? rps : json_null()));
+        else {
+                printf("%s %s: %s\n", pr->kind, pr->object, pr->detail ? pr->detail : "");
+                for (size_t i = 0; i < pr->n_restore_points; i++)
+                        printf("  breaks restore point %s\n", pr->restore_points[i]);
+                json_decref(rps);
+        }
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "sample", required_argument, NULL, 's' }, { "threads", required_argument, NULL, 't' },
+                { "json", no_argument, NULL, 'j' },         { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(sp_pool_closep) sp_pool *p = NULL;
+        struct verify_report vr = { .problems = json_array() };
+        sp_verify_opts o = { .sample_percent = 100, .threads = 4, .problem = report_problem, .userdata = &vr };
+        sp_verify_result res = { 0 };
+        char *end;
+        long v;
+        int c, r, code;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        v = strtol(optarg, &end, 10);
+                        if (*end == '%')
+                                end++;
+                        if (*end || v < 1 || v > 100) {
+                                json_decref(vr.problems);
+                                return fail(VB_E_USAGE, "bad sample '%s' (1-100 percent)", optarg);
+                        }
+                        o.sample_percent = (unsigned)v;
+                        break;
+                case 't':
+                        v = strtol(optarg, &end, 10);
+                        if (*end || v < 1 || v > 64) {
+                                json_decref(vr.problems);
+                                return fail(VB_E_USAGE, "bad thread count '%s' (1-64)", optarg);
+                        }
+                        o.threads = (unsigned)v;
+                        break;
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 'h':
+                        json_decref(vr.problems);
+                        fputs(verify_help, stdout);
+                        return 0;
+                default:
+                        json_decref(vr.problems);
+                        return VB_E_USAGE;
+                }
+        }
+        if (optind >= argc) {
+                json_decref(vr.problems);
+                return fail(VB_E_USAGE, "pool verify needs PATH (see --help)");
+        }
+        code = open_pool(argv[optind], &p);
+        if (code) {
+                json_decref(vr.problems);
+                return code;
+        }
+        if (optind + 1 < argc) {
+                o.ids = (const char *const *)&argv[optind + 1];
+                o.n_ids = (size_t)(argc - optind - 1);
+        }
+        r = sp_pool_verify(p, &o, &res);
+        if (r == -ENOENT) {
+                json_decref(vr.problems);
+                return fail(VB_E_NOT_FOUND, "a restore point given is not in the pool");
+        }
+        if (r < 0) {
+                json_decref(vr.problems);
+                return fail_errno(r, "verify");
+        }
+        if (arg_json)
+                print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "restore_points",
+                                     (json_int_t)res.restore_points, "chunks_checked",
+                                     (json_int_t)res.chunks_checked, "bytes_checked", (json_int_t)res.bytes_checked,
+                                     "problems", (json_int_t)res.problems, "broken_restore_points",
+                                     (json_int_t)res.broken_restore_points, "details", vr.problems));
+        else {
+                json_decref(vr.problems);
+                printf("Verified %" PRIu64 " restore points, %" PRIu64 " chunks: %" PRIu64 " problems, %" PRIu64
+                       " restore points broken\n",
+                       res.restore_points, res.chunks_checked, res.problems, res.broken_restore_points);
+        }
+        if (res.problems > 0) {
+                fprintf(stderr, "vbak: verify found %" PRIu64 " problems [E%d %s]\n", res.problems, VB_E_VERIFY,
+                        vb_error_name(VB_E_VERIFY));
+                return VB_E_VERIFY;
+        }
+        return 0;
+}
+
+/* --- gc ----------------------------------------------------------------- */
+
+static const char gc_help[] =
+        "Usage: vbak pool gc PATH [--grace DURATION] [--dry-run] [--json]\n"
+        "Removes chunks no restore point references and that are older than the grace\n"
+        "period (default 1h; e.g. 0, 30m, 2h, 7d), and what crashed backups left behind.\n"
+        "Safe while backups run.\n";
+
+static int cmd_gc(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "grace", required_argument, NULL, 'g' }, { "dry-run", no_argument, NULL, 'n' },
+                { "json", no_argument, NULL, 'j' },        { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(sp_pool_closep) sp_pool *p = NULL;
+        sp_gc_opts o = { .grace_seconds = 3600 };
+        sp_gc_result res = { 0 };
+        int c, r, code;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'g':
+                        if (vb_parse_duration(optarg, &o.grace_seconds) < 0)
+                                return fail(VB_E_USAGE, "bad grace period '%s' (e.g. 0, 30m, 2h, 7d)", optarg);
+                        break;
+                case 'n':
+                        o.dry_run = true;
+                        break;
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 'h':
+                        fputs(gc_help, stdout);
+                        return 0;
+                default:
+                        return VB_E_USAGE;
+                }
+        }
+        if (optind + 1 != argc)
+                return fail(VB_E_USAGE, "pool gc needs PATH (see --help)");
+        code = open_pool(argv[optind], &p);
+        if (code)
+                return code;
+        r = sp_pool_gc(p, &o, &res);
+        if (r == -EBUSY)
+                return fail(VB_E_BUSY, "another gc is running on this pool");
+        if (r == -EBADMSG)
+                return fail(VB_E_CORRUPT, "a manifest or index is damaged; gc removes nothing until "
+                                          "`vbak pool verify` is clean");
+        if (r < 0)
+                return fail_errno(r, "gc");
+        if (arg_json)
+                return print_json(json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "dry_run", o.dry_run,
+                                            "chunks_marked", (json_int_t)res.chunks_marked, "chunks_kept",
+                                            (json_int_t)res.chunks_kept, "chunks_removed",
+                                            (json_int_t)res.chunks_removed, "bytes_removed",
+                                            (json_int_t)res.bytes_removed, "partial_removed",
+                                            (json_int_t)res.partial_removed, "tmp_removed",
+                                            (json_int_t)res.tmp_removed));
+        char b[32];
+        printf("%s %" PRIu64 " chunks (%s), %" PRIu64 " unfinished restore points, %" PRIu64
+               " temp files; kept %" PRIu64 " chunks\n",
+               o.dry_run ? "Would remove" : "Removed", res.chunks_removed,
+               vb_format_size(res.bytes_removed, b, sizeof(b)), res.partial_removed, res.tmp_removed,
+               res.chunks_kept);
+        return 0;
+}
+
+/* --- prune -------------------------------------------------------------- */
+
+static const char prune_help[] =
+        "Usage: vbak pool prune PATH --vm NAME [--keep-last N] [--keep-daily N]\n"
+        "                       [--keep-weekly N] [--keep-monthly N] [--dry-run] [--json]\n"
+        "Deletes the VM's restore points that no rule keeps. An incremental chain is\n"
+        "never broken: a kept restore point keeps its parents. Run gc afterwards to\n"
+        "free the space.\n";
+
+static int parse_count(const char *s, unsigned *ret)
+{
+        char *end;
+        long v = strtol(s, &end, 10);
+
+        if (*end || v < 0 || v > 100000)
+                return -EINVAL;
+        *ret = (unsigned)v;
+        return 0;
+}
+
+static int cmd_prune(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "vm", required_argument, NULL, 'v' },           { "keep-last", required_argument, NULL, 'l' },
+                { "keep-daily", required_argument, NULL, 'd' },   { "keep-weekly", required_argument, NULL, 'w' },
+                { "keep-monthly", required_argument, NULL, 'm' }, { "dry-run", no_argument, NULL, 'n' },
+                { "json", no_argument, NULL, 'j' },               { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(sp_pool_closep) sp_pool *p = NULL;
+        _cleanup_free_ sp_fs_writer_info *writers = NULL;
+        _cleanup_free_ const char **protect = NULL;
+        _cleanup_free_ bool *keep = NULL;
+        const char *vm = NULL;
+        sp_keep k = { 0 };
+        bool dry_run = false;
+        dd_manifest **v = NULL;
+        size_t n = 0, n_writers = 0, n_protect = 0, removed = 0;
+        json_t *jk = NULL, *jr = NULL;
+        int c, r, code = 0;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                unsigned *slot = c == 'l' ? &k.last : c == 'd' ? &k.daily : c == 'w' ? &k.weekly : &k.monthly;
+                switch (c) {
+                case 'v':
+                        vm = optarg;
+                        break;
+                case 'l':
+                case 'd':
+                case 'w':
+                case 'm':
+                        if (parse_count(optarg, slot) < 0)
+                                return fail(VB_E_USAGE, "bad count '%s'", optarg);
+                        break;
+                case 'n':
+                        dry_run = true;
+                        break;
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 'h':
+                        fputs(prune_help, stdout);
+                        return 0;
+                default:
+                        return VB_E_USAGE;
+                }
+        }
+        if (optind + 1 != argc || !vm)
+                return fail(VB_E_USAGE, "pool prune needs PATH and --vm (see --help)");
+        if (!sp_keep_any(&k))
+                return fail(VB_E_USAGE, "give at least one --keep-* rule; prune never deletes everything");
+        code = open_pool(argv[optind], &p);
+        if (code)
+                return code;
+        r = sp_pool_list(p, vm, warn_problem, NULL, &v, &n);
+        if (r < 0)
+                return fail_errno(r, "cannot list the pool");
+        /* Parents of backups running now stay, whatever the rules say. */
+        r = sp_fs_active_writers(p, &writers, &n_writers);
+        protect = calloc(MAX(n_writers, 1), sizeof(*protect));
+        keep = calloc(MAX(n, 1), sizeof(*keep));
+        if (r < 0 || !protect || !keep) {
+                code = fail(VB_E_FAILED, "cannot list running backups");
+                goto out;
+        }
+        for (size_t i = 0; i < n_writers; i++)
+                if (writers[i].parent[0])
+                        protect[n_protect++] = writers[i].parent;
+        r = sp_retention_select(v, n, &k, protect, n_protect, keep);
+        if (r < 0) {
+                code = fail_errno(r, "prune");
+                goto out;
+        }
+        jk = json_array();
+        jr = json_array();
+        for (size_t i = 0; i < n; i++) {
+                if (keep[i]) {
+                        json_array_append_new(jk, json_string(v[i]->id));
+                        if (!arg_json)
+                                printf("keep    %s %s\n", v[i]->id, dd_backup_type_to_string(v[i]->type));
+                        continue;
+                }
+                if (!dry_run) {
+                        r = sp_pool_remove(p, v[i]);
+                        if (r < 0) {
+                                code = fail_errno(r, v[i]->id);
+                                goto out;
+                        }
+                }
+                removed++;
+                json_array_append_new(jr, json_string(v[i]->id));
+                if (!arg_json)
+                        printf("%s  %s %s\n", dry_run ? "would remove" : "remove", v[i]->id,
+                               dd_backup_type_to_string(v[i]->type));
+        }
+        if (arg_json) {
+                code = print_json(json_pack("{s:b, s:O, s:O}", "dry_run", dry_run, "kept", jk, "removed", jr));
+        }
+out:
+        json_decref(jk);
+        json_decref(jr);
+        sp_manifests_free(v, n);
+        return code;
+}
+
+/* --- stats -------------------------------------------------------------- */
+
+static const char stats_help[] = "Usage: vbak pool stats PATH [--json]\n"
+                                 "Shows the pool's sizes and its dedup and compression ratios.\n";
+
+static int cmd_stats(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(sp_pool_closep) sp_pool *p = NULL;
+        sp_stats s;
+        int c, r, code;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 'h':
+                        fputs(stats_help, stdout);
+                        return 0;
+                default:
+                        return VB_E_USAGE;
+                }
+        }
+        if (optind + 1 != argc)
+                return fail(VB_E_USAGE, "pool stats needs PATH (see --help)");
+        code = open_pool(argv[optind], &p);
+        if (code)
+                return code;
+        r = sp_pool_stats(p, &s);
+        if (r < 0)
+                return fail_errno(r, "stats");
+        if (arg_json)
+                return print_json(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "type", p->drv->name,
+                                            "restore_points", (json_int_t)s.restore_points, "chunks",
+                                            (json_int_t)s.chunks, "logical_bytes", (json_int_t)s.logical_bytes,
+                                            "data_bytes", (json_int_t)s.data_bytes, "unique_bytes",
+                                            (json_int_t)s.unique_bytes, "stored_bytes", (json_int_t)s.stored_bytes,
+                                            "dedup_ratio", ratio(s.data_bytes, s.unique_bytes), "compression_ratio",
+                                            ratio(s.unique_bytes, s.stored_bytes)));
+        char a[32], b[32], d[32], e[32];
+        printf("pool:              %s (%s)\n", p->path, p->drv->name);
+        printf("restore points:    %" PRIu64 "\n", s.restore_points);
+        printf("chunks:            %" PRIu64 "\n", s.chunks);
+        printf("logical size:      %s\n", vb_format_size(s.logical_bytes, a, sizeof(a)));
+        printf("data:              %s\n", vb_format_size(s.data_bytes, b, sizeof(b)));
+        printf("unique data:       %s\n", vb_format_size(s.unique_bytes, d, sizeof(d)));
+        printf("stored:            %s\n", vb_format_size(s.stored_bytes, e, sizeof(e)));
+        printf("dedup ratio:       %.2f\n", ratio(s.data_bytes, s.unique_bytes));
+        printf("compression ratio: %.2f\n", ratio(s.unique_bytes, s.stored_bytes));
+        return 0;
+}
+
+/* --- dispatch ----------------------------------------------------------- */
+
+static const struct {
+        const char *name;
+        int (*fn)(int argc, char **argv);
+        const char *summary;
+} verbs[] = {
+        { "init", cmd_init, "create a pool" },
+        { "backup", cmd_backup, "back up a disk image (full or incremental)" },
+        { "restore", cmd_restore, "restore a disk of a restore point to a file" },
+        { "list", cmd_list, "list restore points" },
+        { "verify", cmd_verify, "check stored data against its digests" },
+        { "gc", cmd_gc, "remove unreferenced chunks and leftovers" },
+        { "prune", cmd_prune, "delete restore points by keep rules" },
+        { "stats", cmd_stats, "show sizes and ratios" },
+};
+
+void vb_cli_pool_help(FILE *f)
+{
+        fputs("Usage: vbak pool VERB PATH [OPTIONS]   (vbak pool VERB --help for each)\n", f);
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                fprintf(f, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
+}
+
+int vb_cli_pool(int argc, char **argv)
+{
+        if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
+                vb_cli_pool_help(argc < 2 ? stderr : stdout);
+                return argc < 2 ? VB_E_USAGE : 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(argv[1], verbs[i].name)) {
+                        optind = 1;
+                        return verbs[i].fn(argc - 1, argv + 1);
+                }
+        return fail(VB_E_USAGE, "unknown verb 'pool %s' (see vbak pool --help)", argv[1]);
+}

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vbak.c -- the vbak command line. `vbak pool ...` works on a storage pool
+ * directly; the daemon's commands join here as the daemon grows.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/cli-pool.h"
+#include "daemon/error.h"
+#include "daemon/log.h"
+#include "daemon/util.h"
+
+#define VBAK_VERSION "0.1.0"
+
+static void help(FILE *f)
+{
+        fputs("Usage: vbak COMMAND ...\n"
+              "vbak backs up and restores VM disks into deduplicated, compressed storage pools.\n\n"
+              "Commands:\n"
+              "  pool       work on a storage pool directly (init, backup, restore, list,\n"
+              "             verify, gc, prune, stats); see vbak pool --help\n"
+              "  help       show this text\n"
+              "  version    show the version\n\n"
+              "Exit codes are listed in docs/error-codes.md. VBAK_LOG_LEVEL sets the log level.\n",
+              f);
+}
+
+int main(int argc, char **argv)
+{
+        vb_log_parse_environment();
+        if (argc < 2) {
+                help(stderr);
+                return VB_E_USAGE;
+        }
+        if (streq(argv[1], "--help") || streq(argv[1], "-h") || streq(argv[1], "help")) {
+                help(stdout);
+                return 0;
+        }
+        if (streq(argv[1], "--version") || streq(argv[1], "version")) {
+                printf("vbak %s\n", VBAK_VERSION);
+                return 0;
+        }
+        if (streq(argv[1], "pool"))
+                return vb_cli_pool(argc - 1, argv + 1);
+        fprintf(stderr, "vbak: unknown command '%s' (see vbak --help) [E%d %s]\n", argv[1], VB_E_USAGE,
+                vb_error_name(VB_E_USAGE));
+        return VB_E_USAGE;
+}

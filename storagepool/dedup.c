@@ -1,0 +1,1010 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * dedup.c -- the dedup pool on a local file system: content-addressed chunk
+ * blobs shared by every restore point, one fixed index per disk.
+ *
+ * DESIGN
+ *
+ * Chunks live at chunks/<2 hex>/<2 hex>/<digest>. A new blob is written to
+ * tmp/ and renamed into place with RENAME_NOREPLACE, so an existing digest
+ * is never rewritten; with fsync=always it is fdatasync'd first, so a name
+ * under chunks/ always holds complete bytes. The zero chunk is never stored.
+ *
+ * Garbage collection and concurrent backups (mtime protocol). Every chunk a
+ * writer relies on gets its mtime set to "now": a chunk it stores is new,
+ * a chunk it finds already stored (dedup hit) or inherits from its parent
+ * is touched with utimensat(). gc:
+ *   1. takes locks/gc.lock and touches it: T_gc, in the file system's clock;
+ *   2. reads the start of every running writer (the mtime of its lock file,
+ *      which exists and is held from before the writer looks at any chunk):
+ *      T_w = the oldest;
+ *   3. marks: touches every chunk referenced by a committed index (an index
+ *      it cannot read stops gc: it could not know what that one needs);
+ *   4. sweeps chunks whose mtime is older than cutoff = min(T_gc, T_w) -
+ *      grace. A marked chunk, and any chunk a writer touched or stored
+ *      since it started, is at least as new as the cutoff.
+ * The sweep of one chunk is rename to tmp/, check the mtime again, unlink:
+ * a writer that touched the chunk before the rename is seen by the second
+ * check (the chunk is put back), one that comes after finds no chunk and
+ * stores it again (it has the data). Either way nothing it counts on goes.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "daemon/util.h"
+#include "dedup/dset.h"
+#include "dedup/index.h"
+#include "storagepool/fs.h"
+#include "storagepool/sp.h"
+
+#define CHUNK_PATH_MAX (sizeof("chunks/00/00/") + DD_DIGEST_HEX_SIZE)
+#define NAME_MAX_LEN 256
+
+typedef struct dedup_pool {
+        sp_pool base;
+} dedup_pool;
+
+typedef struct dedup_writer {
+        sp_writer base;
+        sp_fs_rp rp;
+        dd_manifest *parent; /* for incrementals */
+} dedup_writer;
+
+typedef struct dedup_disk_writer {
+        sp_disk_writer base;
+        dd_index_writer *iw;
+        dd_index *parent; /* the parent's index of this disk, when it has one */
+        uint64_t parent_count;
+} dedup_disk_writer;
+
+typedef struct dedup_reader {
+        sp_disk_reader base;
+        dd_index *idx;
+} dedup_reader;
+
+static void chunk_path(const dd_digest *d, char out[CHUNK_PATH_MAX])
+{
+        char hex[DD_DIGEST_HEX_SIZE];
+
+        dd_digest_to_hex(d, hex);
+        snprintf(out, CHUNK_PATH_MAX, "chunks/%.2s/%.2s/%s", hex, hex + 2, hex);
+}
+
+/* 1 when the chunk exists (and now carries a fresh mtime), 0 when not. */
+static int chunk_touch(sp_pool *p, const dd_digest *d)
+{
+        char path[CHUNK_PATH_MAX];
+
+        chunk_path(d, path);
+        if (utimensat(p->dirfd, path, NULL, 0) == 0)
+                return 1;
+        return errno == ENOENT ? 0 : -errno;
+}
+
+/* Reads a chunk's blob into buf; -ENODATA when it is missing. */
+static ssize_t chunk_load(sp_pool *p, const dd_digest *d, uint8_t *buf, size_t size)
+{
+        char path[CHUNK_PATH_MAX];
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        int r;
+
+        chunk_path(d, path);
+        fd = openat(p->dirfd, path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? -ENODATA : -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if ((uint64_t)st.st_size > size)
+                return -EBADMSG;
+        r = vb_pread_all(fd, buf, (size_t)st.st_size, 0);
+        if (r < 0)
+                return r;
+        return (ssize_t)st.st_size;
+}
+
+/* Loads, checks and decodes chunk d into out (exactly len plain bytes). */
+static int chunk_read(sp_pool *p, const dd_digest *d, sp_chunk *c, uint8_t *out, uint32_t len)
+{
+        ssize_t n = chunk_load(p, d, c->scratch, c->scratch_size);
+
+        if (n < 0)
+                return (int)n;
+        n = dd_blob_decode(c->ctx, c->scratch, (size_t)n, out, len, d);
+        if (n == -ENOBUFS)
+                return -EBADMSG;
+        if (n < 0)
+                return (int)n;
+        if ((uint32_t)n != len)
+                return -EBADMSG;
+        return 0;
+}
+
+static int dedup_create(const char *path, const sp_options *o)
+{
+        return sp_fs_create(path, o);
+}
+
+static int dedup_open(sp_pool *base, sp_pool **ret)
+{
+        dedup_pool *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return -ENOMEM;
+        p->base = *base;
+        *ret = &p->base;
+        return 0;
+}
+
+static void dedup_close(sp_pool *p)
+{
+        sp_fs_pool_done(p);
+        free(container_of(p, dedup_pool, base));
+}
+
+static int dedup_begin(sp_pool *p, const dd_manifest *tmpl, sp_writer **ret)
+{
+        dedup_writer *w;
+        int r;
+
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->rp.dirfd = w->rp.lock_fd = -1;
+        w->base.pool = p;
+        r = dd_manifest_copy(tmpl, &w->base.m);
+        if (r < 0)
+                goto fail;
+        free(w->base.m->pool_type);
+        w->base.m->pool_type = strdup(p->drv->name);
+        if (!w->base.m->pool_type) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (tmpl->parent) {
+                r = sp_pool_find(p, tmpl->parent, NULL, &w->parent);
+                if (r < 0)
+                        goto fail;
+        }
+        r = sp_fs_rp_begin(p, w->base.m, &w->rp);
+        if (r < 0)
+                goto fail;
+        *ret = &w->base;
+        return 0;
+fail:
+        dd_manifest_free(w->base.m);
+        dd_manifest_free(w->parent);
+        free(w);
+        return r;
+}
+
+static void writer_free(dedup_writer *w)
+{
+        dd_manifest_free(w->base.m);
+        dd_manifest_free(w->parent);
+        free(w);
+}
+
+static int dedup_disk_begin(sp_writer *base, const char *disk, uint64_t size, sp_disk_writer **ret)
+{
+        dedup_writer *w = container_of(base, dedup_writer, base);
+        sp_pool *p = base->pool;
+        dedup_disk_writer *dw;
+        _cleanup_free_ char *name = NULL;
+        dd_manifest_disk *md;
+        int r;
+
+        if (asprintf(&name, "%s" DD_INDEX_SUFFIX, disk) < 0)
+                return -ENOMEM;
+        r = dd_manifest_add_disk(base->m, disk, &md);
+        if (r < 0)
+                return r;
+        dw = calloc(1, sizeof(*dw));
+        if (!dw)
+                return -ENOMEM;
+        dw->base = (sp_disk_writer){ .w = base, .disk = md, .size = size, .chunk_size = p->opts.chunk_size };
+        md->size = size;
+        md->chunk_size = p->opts.chunk_size;
+        md->index = TAKE_PTR(name);
+        if (w->parent) {
+                const dd_manifest_disk *pd = dd_manifest_find_disk(w->parent, disk);
+                _cleanup_close_ int pdir = -1;
+
+                if (pd) {
+                        if (pd->chunk_size != p->opts.chunk_size) {
+                                r = -EINVAL;
+                                goto fail;
+                        }
+                        r = sp_fs_rp_open(p, w->parent, &pdir);
+                        if (r >= 0)
+                                r = dd_index_open_at(pdir, pd->index, &dw->parent);
+                        if (r >= 0 && !dd_digest_eq(&dd_index_get_header(dw->parent)->checksum, &pd->index_checksum))
+                                r = -EBADMSG;
+                        if (r < 0)
+                                goto fail;
+                        dw->parent_count = dd_index_get_header(dw->parent)->chunk_count;
+                }
+        }
+        r = dd_index_writer_new(w->rp.dirfd, md->index, size, p->opts.chunk_size, &dw->iw);
+        if (r < 0)
+                goto fail;
+        *ret = &dw->base;
+        return 0;
+fail:
+        dd_index_free(dw->parent);
+        free(dw);
+        return r;
+}
+
+/* Rebuilds a partly read chunk: the parent's bytes with the read pieces on
+ * top, so only changed bytes had to come from the source. */
+static int patch_from_parent(dedup_disk_writer *dw, sp_chunk *c, uint8_t **ret_data)
+{
+        sp_pool *p = dw->base.w->pool;
+        dd_digest pd;
+        uint8_t *aux;
+        uint32_t plen;
+        int r;
+
+        *ret_data = c->data;
+        if (c->whole || !dw->parent || c->index >= dw->parent_count)
+                return 0;
+        r = dd_index_get(dw->parent, c->index, &pd);
+        if (r < 0)
+                return r;
+        if (dd_digest_is_null(&pd))
+                return 0; /* the parent had zeros there: the zero-filled buffer is right */
+        aux = sp_chunk_aux(c);
+        if (!aux)
+                return -ENOMEM;
+        plen = dd_chunk_length(dd_index_get_header(dw->parent)->disk_size, dw->base.chunk_size, c->index);
+        r = chunk_read(p, &pd, c, aux, plen);
+        if (r < 0)
+                return r;
+        if (plen < c->length)
+                memset(aux + plen, 0, c->length - plen);
+        for (size_t i = 0; i < c->n_pieces; i++) {
+                uint64_t at = c->pieces[i].offset - c->offset;
+                memcpy(aux + at, c->data + at, c->pieces[i].length);
+        }
+        *ret_data = aux;
+        return 0;
+}
+
+static int dedup_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
+{
+        dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
+        sp_pool *p = base->w->pool;
+        char path[CHUNK_PATH_MAX];
+        uint8_t *data;
+        ssize_t n;
+        int r;
+
+        c->bytes_new = c->bytes_stored = 0;
+        r = patch_from_parent(dw, c, &data);
+        if (r < 0)
+                return r;
+        if (dd_is_zero(data, c->length)) {
+                c->digest = DD_DIGEST_NULL;
+                return 0;
+        }
+        r = dd_digest_compute(data, c->length, &c->digest);
+        if (r < 0)
+                return r;
+        r = chunk_touch(p, &c->digest);
+        if (r != 0)
+                return r < 0 ? r : 0; /* stored already: dedup hit */
+        n = dd_blob_encode(c->ctx, p->opts.compression, data, c->length, c->scratch, c->scratch_size);
+        if (n < 0)
+                return (int)n;
+        chunk_path(&c->digest, path);
+        r = sp_fs_store_new(p, path, c->scratch, (size_t)n);
+        if (r < 0)
+                return r;
+        if (r == 0) /* another writer stored it meanwhile */
+                return chunk_touch(p, &c->digest) < 0 ? -errno : 0;
+        c->bytes_new = c->length;
+        c->bytes_stored = (uint64_t)n;
+        return 0;
+}
+
+static int dedup_chunk_commit(sp_disk_writer *base, sp_chunk *c)
+{
+        dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
+        int r = dd_index_writer_append(dw->iw, &c->digest);
+
+        if (r < 0)
+                return r;
+        base->disk->bytes_new += c->bytes_new;
+        if (!dd_digest_is_null(&c->digest))
+                base->disk->bytes_data += c->length;
+        return 0;
+}
+
+static int dedup_chunk_skip(sp_disk_writer *base, uint64_t index)
+{
+        dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
+        dd_digest d = DD_DIGEST_NULL;
+        int r;
+
+        if (dw->parent && index < dw->parent_count) {
+                r = dd_index_get(dw->parent, index, &d);
+                if (r < 0)
+                        return r;
+                if (!dd_digest_is_null(&d)) {
+                        /* Inherited: it must outlive a gc that runs now (see DESIGN). */
+                        r = chunk_touch(base->w->pool, &d);
+                        if (r <= 0)
+                                return r < 0 ? r : -ENODATA;
+                        base->disk->bytes_data += dd_chunk_length(base->size, base->chunk_size, index);
+                }
+        }
+        return dd_index_writer_append(dw->iw, &d);
+}
+
+static void disk_writer_free(dedup_disk_writer *dw)
+{
+        dd_index_writer_free(dw->iw);
+        dd_index_free(dw->parent);
+        free(dw);
+}
+
+static int dedup_disk_end(sp_disk_writer *base)
+{
+        dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
+        sp_pool *p = base->w->pool;
+        dd_index_header h;
+        int r;
+
+        r = dd_index_writer_finish(dw->iw, p->opts.fsync == SP_FSYNC_ALWAYS, &h);
+        if (r >= 0)
+                base->disk->index_checksum = h.checksum;
+        disk_writer_free(dw);
+        return r;
+}
+
+static void dedup_disk_abort(sp_disk_writer *base)
+{
+        disk_writer_free(container_of(base, dedup_disk_writer, base));
+}
+
+static int dedup_commit(sp_writer *base, dd_manifest **ret)
+{
+        dedup_writer *w = container_of(base, dedup_writer, base);
+        sp_pool *p = base->pool;
+        int r;
+
+        base->m->time_end = time(NULL);
+        r = sp_fs_rp_commit(p, &w->rp, base->m);
+        if (r < 0)
+                sp_fs_rp_abort(p, &w->rp);
+        else if (ret)
+                *ret = TAKE_PTR(base->m);
+        writer_free(w);
+        return r;
+}
+
+static void dedup_abort(sp_writer *base)
+{
+        dedup_writer *w = container_of(base, dedup_writer, base);
+
+        sp_fs_rp_abort(base->pool, &w->rp);
+        writer_free(w);
+}
+
+/* Opens and checks the index of one disk of a committed restore point. */
+static int open_disk_index(sp_pool *p, const dd_manifest *m, const dd_manifest_disk *md, dd_index **ret)
+{
+        _cleanup_(dd_index_freep) dd_index *idx = NULL;
+        _cleanup_close_ int dirfd = -1;
+        const dd_index_header *h;
+        int r;
+
+        r = sp_fs_rp_open(p, m, &dirfd);
+        if (r < 0)
+                return r;
+        r = dd_index_open_at(dirfd, md->index, &idx);
+        if (r < 0)
+                return r == -ENOENT ? -EBADMSG : r;
+        h = dd_index_get_header(idx);
+        if (h->disk_size != md->size || h->chunk_size != md->chunk_size ||
+            !dd_digest_eq(&h->checksum, &md->index_checksum))
+                return -EBADMSG;
+        *ret = TAKE_PTR(idx);
+        return 0;
+}
+
+static int dedup_reader_open(sp_pool *p, const dd_manifest *m, const char *disk, sp_disk_reader **ret)
+{
+        const dd_manifest_disk *md = dd_manifest_find_disk(m, disk);
+        dedup_reader *rd;
+        dd_index *idx;
+        int r;
+
+        if (!md)
+                return -ENOENT;
+        r = open_disk_index(p, m, md, &idx);
+        if (r < 0)
+                return r;
+        rd = calloc(1, sizeof(*rd));
+        if (!rd) {
+                dd_index_free(idx);
+                return -ENOMEM;
+        }
+        rd->base = (sp_disk_reader){ .pool = p, .size = md->size, .chunk_size = md->chunk_size };
+        rd->idx = idx;
+        *ret = &rd->base;
+        return 0;
+}
+
+static int dedup_reader_read(sp_disk_reader *base, sp_chunk *c, bool *ret_zero)
+{
+        dedup_reader *rd = container_of(base, dedup_reader, base);
+        dd_digest d;
+        int r;
+
+        r = dd_index_get(rd->idx, c->index, &d);
+        if (r < 0)
+                return r;
+        c->digest = d;
+        if (dd_digest_is_null(&d)) {
+                memset(c->data, 0, c->length);
+                *ret_zero = true;
+                return 0;
+        }
+        *ret_zero = false;
+        return chunk_read(base->pool, &d, c, c->data, c->length);
+}
+
+static void dedup_reader_close(sp_disk_reader *base)
+{
+        dedup_reader *rd = container_of(base, dedup_reader, base);
+
+        dd_index_free(rd->idx);
+        free(rd);
+}
+
+/* --- verify ------------------------------------------------------------ */
+
+struct verify_job {
+        sp_pool *p;
+        const dd_digest *digests;
+        size_t n;
+        atomic_size_t next;
+        atomic_uint_fast64_t bytes;
+        atomic_uint_fast64_t done;
+        int *status; /* per digest: 0 good, -ENODATA, -EBADMSG, ... */
+        uint32_t max_plain;
+};
+
+static void *verify_thread(void *userdata)
+{
+        struct verify_job *job = userdata;
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        _cleanup_free_ uint8_t *scratch = malloc(dd_blob_bound(job->max_plain));
+        _cleanup_free_ uint8_t *plain = malloc(job->max_plain);
+
+        for (;;) {
+                size_t i = atomic_fetch_add(&job->next, 1);
+                ssize_t n;
+
+                if (i >= job->n)
+                        break;
+                if (!ctx || !scratch || !plain) {
+                        job->status[i] = -ENOMEM;
+                        continue;
+                }
+                n = chunk_load(job->p, &job->digests[i], scratch, dd_blob_bound(job->max_plain));
+                if (n >= 0) {
+                        atomic_fetch_add(&job->bytes, (uint64_t)n);
+                        n = dd_blob_decode(ctx, scratch, (size_t)n, plain, job->max_plain, &job->digests[i]);
+                }
+                job->status[i] = n < 0 ? (n == -ENOBUFS ? -EBADMSG : (int)n) : 0;
+                atomic_fetch_add(&job->done, 1);
+        }
+        return NULL;
+}
+
+struct bad_chunk {
+        const char **rps;
+        size_t n_rps;
+        char where[160];
+};
+
+static int add_rp(struct bad_chunk *b, const char *id)
+{
+        const char **v;
+
+        for (size_t i = 0; i < b->n_rps; i++)
+                if (streq(b->rps[i], id))
+                        return 0;
+        v = realloc(b->rps, (b->n_rps + 1) * sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        b->rps = v;
+        b->rps[b->n_rps++] = id;
+        return 0;
+}
+
+static bool selected(const sp_verify_opts *o, const char *id)
+{
+        if (!o->ids)
+                return true;
+        for (size_t i = 0; i < o->n_ids; i++)
+                if (streq(o->ids[i], id))
+                        return true;
+        return false;
+}
+
+struct problem_counter {
+        const sp_verify_opts *o;
+        uint64_t n;
+};
+
+static void count_problem(void *userdata, const sp_problem *pr)
+{
+        struct problem_counter *pc = userdata;
+
+        pc->n++;
+        if (pc->o->problem)
+                pc->o->problem(pc->o->userdata, pr);
+}
+
+static int dedup_verify(sp_pool *p, const sp_verify_opts *o, sp_verify_result *ret)
+{
+        struct problem_counter pc = { .o = o };
+        _cleanup_(dd_dset_freep) dd_dset *all = dd_dset_new();
+        _cleanup_(dd_dset_freep) dd_dset *bad = dd_dset_new();
+        _cleanup_free_ dd_digest *digests = NULL, *sample = NULL;
+        _cleanup_free_ int *status = NULL;
+        _cleanup_free_ bool *rp_broken = NULL;
+        dd_manifest **v = NULL;
+        size_t n = 0, n_digests = 0, n_sample = 0;
+        struct bad_chunk *bads = NULL;
+        dd_digest *bad_digests = NULL;
+        size_t n_bad = 0;
+        sp_verify_result res = { 0 };
+        uint64_t salt;
+        unsigned threads = o->threads ? MIN(o->threads, 64u) : 4;
+        int r;
+
+        if (!all || !bad)
+                return -ENOMEM;
+        r = sp_fs_list(p, NULL, count_problem, &pc, &v, &n);
+        if (r < 0)
+                return r;
+        rp_broken = calloc(MAX(n, 1), sizeof(bool));
+        if (!rp_broken) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t k = 0; k < o->n_ids && o->ids; k++) {
+                bool found = false;
+                for (size_t i = 0; i < n; i++)
+                        found = found || streq(v[i]->id, o->ids[k]);
+                if (!found) {
+                        r = -ENOENT;
+                        goto out;
+                }
+        }
+
+        /* Every index of the selected restore points, and the chunks they need. */
+        for (size_t i = 0; i < n; i++) {
+                if (!selected(o, v[i]->id))
+                        continue;
+                res.restore_points++;
+                for (size_t k = 0; k < v[i]->n_disks; k++) {
+                        _cleanup_(dd_index_freep) dd_index *idx = NULL;
+                        const dd_manifest_disk *md = &v[i]->disks[k];
+                        _cleanup_free_ char *rp_path = NULL, *what = NULL;
+                        const char *ids[1] = { v[i]->id };
+
+                        r = open_disk_index(p, v[i], md, &idx);
+                        if (r < 0) {
+                                sp_problem pr = { "index-corrupt", NULL, NULL, ids, 1 };
+                                if (sp_fs_rp_path(v[i], &rp_path) < 0 ||
+                                    asprintf(&what, "%s/%s", rp_path, md->index) < 0) {
+                                        r = -ENOMEM;
+                                        goto out;
+                                }
+                                pr.object = what;
+                                pr.detail = strerror(-r);
+                                count_problem(&pc, &pr);
+                                rp_broken[i] = true;
+                                continue;
+                        }
+                        for (uint64_t c = 0; c < dd_index_get_header(idx)->chunk_count; c++) {
+                                dd_digest d;
+                                r = dd_index_get(idx, c, &d);
+                                if (r < 0)
+                                        goto out;
+                                if (!dd_digest_is_null(&d) && dd_dset_add(all, &d) < 0) {
+                                        r = -ENOMEM;
+                                        goto out;
+                                }
+                        }
+                }
+        }
+
+        /* Pick the sample and check it in parallel. */
+        r = dd_dset_to_array(all, &digests, &n_digests);
+        if (r < 0)
+                goto out;
+        r = vb_random_bytes(&salt, sizeof(salt));
+        if (r < 0)
+                goto out;
+        sample = malloc(MAX(n_digests, 1) * sizeof(*sample));
+        status = calloc(MAX(n_digests, 1), sizeof(*status));
+        if (!sample || !status) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < n_digests; i++) {
+                uint64_t h;
+                memcpy(&h, digests[i].b + 8, sizeof(h));
+                if (o->sample_percent == 0 || o->sample_percent >= 100 || (h ^ salt) % 100 < o->sample_percent)
+                        sample[n_sample++] = digests[i];
+        }
+        {
+                struct verify_job job = { .p = p, .digests = sample, .n = n_sample, .status = status,
+                                          .max_plain = SP_CHUNK_SIZE_MAX };
+                pthread_t tids[64];
+                unsigned started = 0;
+
+                for (; started < threads; started++)
+                        if (pthread_create(&tids[started], NULL, verify_thread, &job) != 0)
+                                break;
+                if (started == 0)
+                        verify_thread(&job);
+                for (unsigned t = 0; t < started; t++)
+                        pthread_join(tids[t], NULL);
+                res.chunks_checked = n_sample;
+                res.bytes_checked = job.bytes;
+        }
+        for (size_t i = 0; i < n_sample; i++) {
+                if (status[i] == -ENOMEM) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                if (status[i] < 0 && dd_dset_add(bad, &sample[i]) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+
+        /* Name every restore point a bad chunk breaks, and where. */
+        r = dd_dset_to_array(bad, &bad_digests, &n_bad);
+        if (r < 0)
+                goto out;
+        bads = calloc(MAX(n_bad, 1), sizeof(*bads));
+        if (!bads) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; n_bad > 0 && i < n; i++) {
+                for (size_t k = 0; k < v[i]->n_disks; k++) {
+                        _cleanup_(dd_index_freep) dd_index *idx = NULL;
+                        const dd_manifest_disk *md = &v[i]->disks[k];
+
+                        if (open_disk_index(p, v[i], md, &idx) < 0)
+                                continue;
+                        for (uint64_t c = 0; c < dd_index_get_header(idx)->chunk_count; c++) {
+                                dd_digest d;
+                                if (dd_index_get(idx, c, &d) < 0 || !dd_dset_contains(bad, &d))
+                                        continue;
+                                for (size_t b = 0; b < n_bad; b++) {
+                                        if (!dd_digest_eq(&bad_digests[b], &d))
+                                                continue;
+                                        if (bads[b].n_rps == 0)
+                                                snprintf(bads[b].where, sizeof(bads[b].where),
+                                                         "first used by restore point %s, disk %s, offset %" PRIu64,
+                                                         v[i]->id, md->name, c * md->chunk_size);
+                                        if (add_rp(&bads[b], v[i]->id) < 0) {
+                                                r = -ENOMEM;
+                                                goto out;
+                                        }
+                                        rp_broken[i] = true;
+                                }
+                        }
+                }
+        }
+        for (size_t b = 0; b < n_bad; b++) {
+                char hex[DD_DIGEST_HEX_SIZE], detail[256];
+                int st = 0;
+
+                for (size_t i = 0; i < n_sample; i++)
+                        if (dd_digest_eq(&sample[i], &bad_digests[b]))
+                                st = status[i];
+                snprintf(detail, sizeof(detail), "%s; %s", st == -ENODATA ? "missing" : "damaged (digest or CRC mismatch)",
+                         bads[b].where);
+                sp_problem pr = { st == -ENODATA ? "chunk-missing" : "chunk-corrupt", dd_digest_to_hex(&bad_digests[b], hex),
+                                  detail, bads[b].rps, bads[b].n_rps };
+                count_problem(&pc, &pr);
+        }
+        for (size_t i = 0; i < n; i++)
+                res.broken_restore_points += rp_broken[i];
+        res.problems = pc.n;
+        *ret = res;
+        r = (int)MIN(pc.n, (uint64_t)INT32_MAX);
+out:
+        for (size_t b = 0; bads && b < n_bad; b++)
+                free(bads[b].rps);
+        free(bads);
+        free(bad_digests);
+        sp_manifests_free(v, n);
+        return r;
+}
+
+/* --- gc ---------------------------------------------------------------- */
+
+struct mark_ctx {
+        bool damaged;
+};
+
+static void mark_problem(void *userdata, const sp_problem *pr)
+{
+        ((struct mark_ctx *)userdata)->damaged = true;
+}
+
+static int gc_mark(sp_pool *p, sp_gc_result *res)
+{
+        struct mark_ctx mc = { false };
+        dd_manifest **v = NULL;
+        size_t n = 0;
+        int r;
+
+        r = sp_fs_list(p, NULL, mark_problem, &mc, &v, &n);
+        if (r < 0)
+                return r;
+        if (mc.damaged) {
+                r = -EBADMSG; /* an unreadable manifest: its chunks are unknown */
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                for (size_t k = 0; k < v[i]->n_disks; k++) {
+                        _cleanup_(dd_index_freep) dd_index *idx = NULL;
+
+                        r = open_disk_index(p, v[i], &v[i]->disks[k], &idx);
+                        if (r < 0)
+                                goto out;
+                        for (uint64_t c = 0; c < dd_index_get_header(idx)->chunk_count; c++) {
+                                dd_digest d;
+                                r = dd_index_get(idx, c, &d);
+                                if (r < 0)
+                                        goto out;
+                                if (dd_digest_is_null(&d))
+                                        continue;
+                                r = chunk_touch(p, &d);
+                                if (r < 0)
+                                        goto out;
+                                res->chunks_marked += (uint64_t)r;
+                        }
+                }
+        }
+        r = 0;
+out:
+        sp_manifests_free(v, n);
+        return r;
+}
+
+/* Removes one chunk unless it is at least as new as the cutoff; see DESIGN. */
+static int gc_sweep_one(sp_pool *p, int dirfd, const char *name, const char *path, const struct timespec *cutoff,
+                        bool dry_run, sp_gc_result *res)
+{
+        _cleanup_free_ char *trash = NULL;
+        struct stat st;
+
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISREG(st.st_mode) || timespec_cmp(&st.st_mtim, cutoff) >= 0) {
+                res->chunks_kept++;
+                return 0;
+        }
+        if (dry_run) {
+                res->chunks_removed++;
+                res->bytes_removed += (uint64_t)st.st_size;
+                return 0;
+        }
+        if (asprintf(&trash, "tmp/gc-%s", name) < 0)
+                return -ENOMEM;
+        if (renameat(dirfd, name, p->dirfd, trash) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (fstatat(p->dirfd, trash, &st, 0) < 0)
+                return -errno;
+        if (timespec_cmp(&st.st_mtim, cutoff) >= 0) {
+                /* Touched by a writer in between: put it back. */
+                if (renameat2(p->dirfd, trash, p->dirfd, path, RENAME_NOREPLACE) < 0) {
+                        if (errno != EEXIST)
+                                return -errno;
+                        unlinkat(p->dirfd, trash, 0); /* stored again meanwhile */
+                }
+                res->chunks_kept++;
+                return 0;
+        }
+        if (unlinkat(p->dirfd, trash, 0) < 0)
+                return -errno;
+        res->chunks_removed++;
+        res->bytes_removed += (uint64_t)st.st_size;
+        return 0;
+}
+
+typedef int (*chunk_fn)(sp_pool *p, int dirfd, const char *name, const char *path, void *userdata);
+
+/* Calls fn for every file under chunks/<2>/<2>/. */
+static int for_each_chunk(sp_pool *p, chunk_fn fn, void *userdata)
+{
+        _cleanup_close_ int top = openat(p->dirfd, "chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d1;
+        struct dirent *e1;
+        int r = 0;
+
+        if (top < 0)
+                return -errno;
+        d1 = fdopendir(TAKE_FD(top));
+        if (!d1)
+                return -errno;
+        while (r >= 0 && (e1 = readdir(d1))) {
+                int fd2;
+                DIR *d2;
+                struct dirent *e2;
+
+                if (e1->d_name[0] == '.')
+                        continue;
+                fd2 = openat(dirfd(d1), e1->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd2 < 0 || !(d2 = fdopendir(fd2))) {
+                        if (fd2 >= 0)
+                                close(fd2);
+                        continue;
+                }
+                while (r >= 0 && (e2 = readdir(d2))) {
+                        int fd3;
+                        DIR *d3;
+                        struct dirent *e3;
+
+                        if (e2->d_name[0] == '.')
+                                continue;
+                        fd3 = openat(dirfd(d2), e2->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                        if (fd3 < 0 || !(d3 = fdopendir(fd3))) {
+                                if (fd3 >= 0)
+                                        close(fd3);
+                                continue;
+                        }
+                        while (r >= 0 && (e3 = readdir(d3))) {
+                                char path[3 * NAME_MAX_LEN + 16];
+                                dd_digest dg;
+
+                                if (dd_digest_from_hex(e3->d_name, &dg) < 0)
+                                        continue;
+                                snprintf(path, sizeof(path), "chunks/%s/%s/%s", e1->d_name, e2->d_name,
+                                         e3->d_name);
+                                r = fn(p, dirfd(d3), e3->d_name, path, userdata);
+                        }
+                        closedir(d3);
+                }
+                closedir(d2);
+        }
+        closedir(d1);
+        return r;
+}
+
+struct sweep_ctx {
+        const struct timespec *cutoff;
+        bool dry_run;
+        sp_gc_result *res;
+};
+
+static int sweep_cb(sp_pool *p, int dirfd, const char *name, const char *path, void *userdata)
+{
+        struct sweep_ctx *ctx = userdata;
+
+        return gc_sweep_one(p, dirfd, name, path, ctx->cutoff, ctx->dry_run, ctx->res);
+}
+
+static int dedup_gc(sp_pool *p, const sp_gc_opts *o, sp_gc_result *ret)
+{
+        _cleanup_close_ int lock_fd = -1;
+        _cleanup_free_ sp_fs_writer_info *writers = NULL;
+        size_t n_writers = 0;
+        struct timespec start, cutoff;
+        sp_gc_result res = { 0 };
+        struct sweep_ctx sc = { .cutoff = &cutoff, .dry_run = o->dry_run, .res = &res };
+        int r;
+
+        r = sp_fs_gc_lock(p, &start);
+        if (r < 0)
+                return r;
+        lock_fd = r;
+        r = sp_fs_active_writers(p, &writers, &n_writers);
+        if (r < 0)
+                return r;
+        cutoff = start;
+        for (size_t i = 0; i < n_writers; i++)
+                if (timespec_cmp(&writers[i].start, &cutoff) < 0)
+                        cutoff = writers[i].start;
+        cutoff.tv_sec -= (time_t)MIN(o->grace_seconds, (uint64_t)cutoff.tv_sec);
+
+        r = gc_mark(p, &res);
+        if (r < 0)
+                return r;
+        r = sp_fs_cleanup(p, &cutoff, o->dry_run, &res.partial_removed, &res.tmp_removed);
+        if (r < 0)
+                return r;
+        r = for_each_chunk(p, sweep_cb, &sc);
+        if (r < 0)
+                return r;
+        *ret = res;
+        return 0;
+}
+
+/* --- stats ------------------------------------------------------------- */
+
+static int stats_cb(sp_pool *p, int dirfd, const char *name, const char *path, void *userdata)
+{
+        sp_stats *st = userdata;
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+        uint8_t h[DD_BLOB_HEADER_SIZE];
+        dd_blob_info info;
+        struct stat s;
+
+        if (fd < 0 || fstat(fd, &s) < 0)
+                return 0; /* removed meanwhile */
+        st->chunks++;
+        st->stored_bytes += (uint64_t)s.st_size;
+        if (vb_pread_all(fd, h, sizeof(h), 0) >= 0 && dd_blob_peek(h, sizeof(h), &info) >= 0)
+                st->unique_bytes += info.plain_len;
+        return 0;
+}
+
+static int dedup_stats(sp_pool *p, sp_stats *ret)
+{
+        sp_stats st = { 0 };
+        dd_manifest **v = NULL;
+        size_t n = 0;
+        int r;
+
+        r = sp_fs_list(p, NULL, NULL, NULL, &v, &n);
+        if (r < 0)
+                return r;
+        st.restore_points = n;
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < v[i]->n_disks; k++) {
+                        st.logical_bytes += v[i]->disks[k].size;
+                        st.data_bytes += v[i]->disks[k].bytes_data;
+                }
+        sp_manifests_free(v, n);
+        r = for_each_chunk(p, stats_cb, &st);
+        if (r < 0)
+                return r;
+        *ret = st;
+        return 0;
+}
+
+const sp_driver sp_driver_dedup = {
+        .name = "dedup",
+        .caps = SP_CAP_RANDOM_READ | SP_CAP_DEDUP,
+        .create = dedup_create,
+        .open = dedup_open,
+        .close = dedup_close,
+        .list = sp_fs_list,
+        .begin = dedup_begin,
+        .disk_begin = dedup_disk_begin,
+        .chunk_prepare = dedup_chunk_prepare,
+        .chunk_commit = dedup_chunk_commit,
+        .chunk_skip = dedup_chunk_skip,
+        .disk_end = dedup_disk_end,
+        .disk_abort = dedup_disk_abort,
+        .commit = dedup_commit,
+        .abort = dedup_abort,
+        .reader_open = dedup_reader_open,
+        .reader_read = dedup_reader_read,
+        .reader_close = dedup_reader_close,
+        .verify = dedup_verify,
+        .gc = dedup_gc,
+        .remove = sp_fs_remove,
+        .stats = dedup_stats,
+};
