@@ -6,9 +6,13 @@
  * DESIGN
  *
  * Chunks live at chunks/<2 hex>/<2 hex>/<digest>. A new blob is written to
- * tmp/ and renamed into place with RENAME_NOREPLACE, so an existing digest
- * is never rewritten; with fsync=always it is fdatasync'd first, so a name
- * under chunks/ always holds complete bytes. The zero chunk is never stored.
+ * tmp/ and later renamed into place with RENAME_NOREPLACE, so an existing
+ * digest is never rewritten. New blobs of a disk are published in batches:
+ * with fsync=always one syncfs() makes a whole batch durable before any of
+ * it is renamed, so a name under chunks/ always holds complete bytes, at the
+ * cost of one flush per batch instead of one per chunk. Until it is
+ * published a blob is known only to its writer (the pending list), and the
+ * index that references it is not committed. The zero chunk is never stored.
  *
  * Garbage collection and concurrent backups (mtime protocol). Every chunk a
  * writer relies on gets its mtime set to "now": a chunk it stores is new,
@@ -43,6 +47,7 @@
 #include "storagepool/sp.h"
 
 #define CHUNK_PATH_MAX (sizeof("chunks/00/00/") + DD_DIGEST_HEX_SIZE)
+#define PUBLISH_BATCH 64 /* new blobs made durable and renamed together */
 #define NAME_MAX_LEN 256
 
 typedef struct dedup_pool {
@@ -55,11 +60,19 @@ typedef struct dedup_writer {
         dd_manifest *parent; /* for incrementals */
 } dedup_writer;
 
+typedef struct pending_blob {
+        dd_digest digest;
+        char *tmp; /* its temp file, relative to the pool root */
+} pending_blob;
+
 typedef struct dedup_disk_writer {
         sp_disk_writer base;
         dd_index_writer *iw;
         dd_index *parent; /* the parent's index of this disk, when it has one */
         uint64_t parent_count;
+        pthread_mutex_t lock; /* guards pending; prepare runs on several threads */
+        pending_blob pending[PUBLISH_BATCH];
+        size_t n_pending;
 } dedup_disk_writer;
 
 typedef struct dedup_reader {
@@ -207,6 +220,7 @@ static int dedup_disk_begin(sp_writer *base, const char *disk, uint64_t size, sp
         dw = calloc(1, sizeof(*dw));
         if (!dw)
                 return -ENOMEM;
+        pthread_mutex_init(&dw->lock, NULL);
         dw->base = (sp_disk_writer){ .w = base, .disk = md, .size = size, .chunk_size = p->opts.chunk_size };
         md->size = size;
         md->chunk_size = p->opts.chunk_size;
@@ -237,8 +251,76 @@ static int dedup_disk_begin(sp_writer *base, const char *disk, uint64_t size, sp
         return 0;
 fail:
         dd_index_free(dw->parent);
+        pthread_mutex_destroy(&dw->lock);
         free(dw);
         return r;
+}
+
+/* Makes a batch of new blobs durable (one syncfs for all) and renames them
+ * into place. Frees the batch's names. */
+static int publish(sp_pool *p, pending_blob *v, size_t n)
+{
+        int r = 0;
+
+        if (n > 0 && p->opts.fsync == SP_FSYNC_ALWAYS && syncfs(p->dirfd) < 0)
+                r = -errno;
+        for (size_t i = 0; i < n; i++) {
+                char path[CHUNK_PATH_MAX];
+                int k;
+
+                if (r < 0) {
+                        unlinkat(p->dirfd, v[i].tmp, 0);
+                } else {
+                        chunk_path(&v[i].digest, path);
+                        k = sp_fs_publish(p, v[i].tmp, path);
+                        if (k == 0) /* stored by another writer meanwhile: keep that one fresh */
+                                k = chunk_touch(p, &v[i].digest) > 0 ? 0 : -ENODATA;
+                        if (k < 0)
+                                r = k;
+                }
+                free(v[i].tmp);
+                v[i].tmp = NULL;
+        }
+        return r;
+}
+
+/* Publishes everything pending (from any thread). */
+static int flush_pending(dedup_disk_writer *dw)
+{
+        pending_blob batch[PUBLISH_BATCH];
+        size_t n;
+
+        pthread_mutex_lock(&dw->lock);
+        n = dw->n_pending;
+        memcpy(batch, dw->pending, n * sizeof(*batch));
+        dw->n_pending = 0;
+        pthread_mutex_unlock(&dw->lock);
+        return publish(dw->base.w->pool, batch, n);
+}
+
+/* Adds a new blob's temp file to the pending batch; publishes the batch when
+ * it is full. 0 when added, 1 when the same digest was already pending. */
+static int add_pending(dedup_disk_writer *dw, const dd_digest *d, char *tmp)
+{
+        pending_blob batch[PUBLISH_BATCH];
+        size_t n = 0;
+
+        pthread_mutex_lock(&dw->lock);
+        for (size_t i = 0; i < dw->n_pending; i++)
+                if (dd_digest_eq(&dw->pending[i].digest, d)) {
+                        pthread_mutex_unlock(&dw->lock);
+                        unlinkat(dw->base.w->pool->dirfd, tmp, 0);
+                        free(tmp);
+                        return 1;
+                }
+        dw->pending[dw->n_pending++] = (pending_blob){ *d, tmp };
+        if (dw->n_pending == PUBLISH_BATCH) {
+                n = dw->n_pending;
+                memcpy(batch, dw->pending, n * sizeof(*batch));
+                dw->n_pending = 0;
+        }
+        pthread_mutex_unlock(&dw->lock);
+        return publish(dw->base.w->pool, batch, n);
 }
 
 /* Rebuilds a partly read chunk: the parent's bytes with the read pieces on
@@ -280,7 +362,8 @@ static int dedup_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
 {
         dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
         sp_pool *p = base->w->pool;
-        char path[CHUNK_PATH_MAX];
+        char hex[DD_DIGEST_HEX_SIZE];
+        char *tmp = NULL;
         uint8_t *data;
         ssize_t n;
         int r;
@@ -302,14 +385,17 @@ static int dedup_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
         n = dd_blob_encode(c->ctx, p->opts.compression, data, c->length, c->scratch, c->scratch_size);
         if (n < 0)
                 return (int)n;
-        chunk_path(&c->digest, path);
-        r = sp_fs_store_new(p, path, c->scratch, (size_t)n);
+        dd_digest_to_hex(&c->digest, hex);
+        r = sp_fs_write_tmp(p, hex, c->scratch, (size_t)n, false, &tmp);
         if (r < 0)
                 return r;
-        if (r == 0) /* another writer stored it meanwhile */
-                return chunk_touch(p, &c->digest) < 0 ? -errno : 0;
-        c->bytes_new = c->length;
-        c->bytes_stored = (uint64_t)n;
+        r = add_pending(dw, &c->digest, tmp);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                c->bytes_new = c->length;
+                c->bytes_stored = (uint64_t)n;
+        }
         return 0;
 }
 
@@ -349,6 +435,11 @@ static int dedup_chunk_skip(sp_disk_writer *base, uint64_t index)
 
 static void disk_writer_free(dedup_disk_writer *dw)
 {
+        for (size_t i = 0; i < dw->n_pending; i++) {
+                unlinkat(dw->base.w->pool->dirfd, dw->pending[i].tmp, 0);
+                free(dw->pending[i].tmp);
+        }
+        pthread_mutex_destroy(&dw->lock);
         dd_index_writer_free(dw->iw);
         dd_index_free(dw->parent);
         free(dw);
@@ -361,7 +452,9 @@ static int dedup_disk_end(sp_disk_writer *base)
         dd_index_header h;
         int r;
 
-        r = dd_index_writer_finish(dw->iw, p->opts.fsync == SP_FSYNC_ALWAYS, &h);
+        r = flush_pending(dw);
+        if (r >= 0)
+                r = dd_index_writer_finish(dw->iw, p->opts.fsync == SP_FSYNC_ALWAYS, &h);
         if (r >= 0)
                 base->disk->index_checksum = h.checksum;
         disk_writer_free(dw);

@@ -614,44 +614,68 @@ int sp_fs_gc_lock(sp_pool *p, struct timespec *ret_start)
         return TAKE_FD(fd);
 }
 
-int sp_fs_store_new(sp_pool *p, const char *path, const void *data, size_t len)
+int sp_fs_write_tmp(sp_pool *p, const char *name, const void *data, size_t len, bool do_sync, char **ret_tmp)
 {
         _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int fd = -1;
-        const char *base = strrchr(path, '/');
         uint64_t rnd;
         int r;
 
         r = vb_random_bytes(&rnd, sizeof(rnd));
         if (r < 0)
                 return r;
-        if (asprintf(&tmp, "tmp/%s.%016" PRIx64, base ? base + 1 : path, rnd) < 0)
+        if (asprintf(&tmp, "tmp/%s.%016" PRIx64, name, rnd) < 0)
                 return -ENOMEM;
         fd = openat(p->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0)
                 return -errno;
         r = vb_write_all(fd, data, len);
-        if (r >= 0 && p->opts.fsync == SP_FSYNC_ALWAYS && fdatasync(fd) < 0)
+        if (r >= 0 && do_sync && fdatasync(fd) < 0)
                 r = -errno;
         if (r >= 0 && close(TAKE_FD(fd)) < 0)
                 r = -errno;
-        for (int attempt = 0; r >= 0; attempt++) {
-                if (renameat2(p->dirfd, tmp, p->dirfd, path, RENAME_NOREPLACE) == 0) {
-                        r = 1;
-                        break;
-                }
+        if (r < 0) {
+                unlinkat(p->dirfd, tmp, 0);
+                return r;
+        }
+        *ret_tmp = TAKE_PTR(tmp);
+        return 0;
+}
+
+int sp_fs_publish(sp_pool *p, const char *tmp, const char *path)
+{
+        const char *slash = strrchr(path, '/');
+        int r = 0;
+
+        for (int attempt = 0;; attempt++) {
+                if (renameat2(p->dirfd, tmp, p->dirfd, path, RENAME_NOREPLACE) == 0)
+                        return 1;
                 if (errno == EEXIST) {
                         r = 0;
                         break;
                 }
-                if (errno == ENOENT && attempt == 0 && base) {
-                        _cleanup_free_ char *dir = strndup(path, (size_t)(base - path));
+                if (errno == ENOENT && attempt == 0 && slash) {
+                        _cleanup_free_ char *dir = strndup(path, (size_t)(slash - path));
                         r = dir ? vb_mkdir_p_at(p->dirfd, dir, 0755) : -ENOMEM;
+                        if (r < 0)
+                                break;
                         continue;
                 }
                 r = -errno;
+                break;
         }
-        if (r <= 0)
-                unlinkat(p->dirfd, tmp, 0);
+        unlinkat(p->dirfd, tmp, 0);
         return r;
+}
+
+int sp_fs_store_new(sp_pool *p, const char *path, const void *data, size_t len)
+{
+        _cleanup_free_ char *tmp = NULL;
+        const char *base = strrchr(path, '/');
+        int r;
+
+        r = sp_fs_write_tmp(p, base ? base + 1 : path, data, len, p->opts.fsync == SP_FSYNC_ALWAYS, &tmp);
+        if (r < 0)
+                return r;
+        return sp_fs_publish(p, tmp, path);
 }

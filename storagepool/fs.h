@@ -87,6 +87,15 @@ int sp_fs_cleanup(sp_pool *p, const struct timespec *cutoff, bool dry_run, uint6
  * touches it; *ret_start is its new mtime. Returns the lock fd. */
 int sp_fs_gc_lock(sp_pool *p, struct timespec *ret_start);
 
+/* Writes data to a new file tmp/<name>.<random> (fdatasync'd when do_sync);
+ * *ret_tmp is its path relative to the pool root. */
+int sp_fs_write_tmp(sp_pool *p, const char *name, const void *data, size_t len, bool do_sync, char **ret_tmp);
+
+/* Renames tmp to path without replacing an existing file (creating missing
+ * parent folders): 1 when stored, 0 when path existed (tmp is removed),
+ * -errno (tmp is removed). */
+int sp_fs_publish(sp_pool *p, const char *tmp, const char *path);
+
 /* Writes data to tmp/ and renames it to path (relative to the pool root)
  * without replacing an existing file: 1 when stored, 0 when path already
  * existed, -errno. Creates missing parent folders. fsyncs per pool policy. */
