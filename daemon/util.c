@@ -84,12 +84,25 @@ int vb_read_file_at(int dirfd, const char *path, size_t max, char **ret, size_t 
                 return -errno;
         if ((uint64_t)st.st_size > max)
                 return -EFBIG;
-        cap = (size_t)st.st_size + 1;
+        /* st_size is a hint only: procfs files and pipes say 0, files grow. */
+        cap = MAX((size_t)st.st_size, (size_t)4096) + 1;
         buf = malloc(cap);
         if (!buf)
                 return -ENOMEM;
         for (;;) {
-                ssize_t n = read(fd, buf + len, cap - len - 1);
+                ssize_t n;
+
+                if (len == cap - 1) {
+                        char *nb;
+                        if (len > max)
+                                return -EFBIG;
+                        nb = realloc(buf, cap * 2);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                        cap *= 2;
+                }
+                n = read(fd, buf + len, cap - len - 1);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -98,17 +111,9 @@ int vb_read_file_at(int dirfd, const char *path, size_t max, char **ret, size_t 
                 if (n == 0)
                         break;
                 len += (size_t)n;
-                if (len == cap - 1) {
-                        char *nb;
-                        if (cap > max)
-                                return -EFBIG;
-                        nb = realloc(buf, cap * 2);
-                        if (!nb)
-                                return -ENOMEM;
-                        buf = nb;
-                        cap *= 2;
-                }
         }
+        if (len > max)
+                return -EFBIG;
         buf[len] = 0;
         *ret = TAKE_PTR(buf);
         if (ret_len)
@@ -173,12 +178,21 @@ int vb_mkdir_p_at(int dirfd, const char *path, mode_t mode)
 
         if (!p)
                 return -ENOMEM;
+        if (!*p)
+                return -ENOENT;
         for (char *s = p + 1;; s++) {
                 bool end = *s == 0;
                 if (*s == '/' || end) {
+                        struct stat st;
                         *s = 0;
-                        if (mkdirat(dirfd, p, mode) < 0 && errno != EEXIST)
-                                return -errno;
+                        if (mkdirat(dirfd, p, mode) < 0) {
+                                if (errno != EEXIST)
+                                        return -errno;
+                                if (fstatat(dirfd, p, &st, 0) < 0)
+                                        return -errno;
+                                if (!S_ISDIR(st.st_mode))
+                                        return -ENOTDIR;
+                        }
                         if (end)
                                 break;
                         *s = '/';

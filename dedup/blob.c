@@ -23,7 +23,7 @@ int dd_compression_from_string(const char *s, int *ret_level)
         char *end;
         long v;
 
-        if (!s)
+        if (!s || !ret_level)
                 return -EINVAL;
         if (streq(s, "none")) {
                 *ret_level = DD_COMPRESSION_NONE;
@@ -33,7 +33,8 @@ int dd_compression_from_string(const char *s, int *ret_level)
                 *ret_level = DD_COMPRESSION_FAST;
                 return 0;
         }
-        if (strncmp(s, "zstd:", 5) != 0 || s[5] < '0' || s[5] > '9')
+        /* Decimal digits only: no space, sign or leading zero. */
+        if (strncmp(s, "zstd:", 5) != 0 || s[5] < '1' || s[5] > '9')
                 return -EINVAL;
         errno = 0;
         v = strtol(s + 5, &end, 10);
