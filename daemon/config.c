@@ -12,6 +12,7 @@
  */
 #include "daemon/config.h"
 #include "dedup/blob.h"
+#include "storagepool/sp.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -94,8 +95,8 @@ static const struct vb_config_enum_value transport_log_levels[] = {
 };
 
 static const struct vb_config_enum_value fsync_modes[] = {
-        { "always", VB_FSYNC_ALWAYS },
-        { "none", VB_FSYNC_NONE },
+        { "always", SP_FSYNC_ALWAYS },
+        { "none", SP_FSYNC_NONE },
         { NULL, 0 },
 };
 

@@ -30,16 +30,7 @@
 
 /* The chunk size in bytes (1 MiB..4 MiB), chosen by benchmark. It must stay
  * a plain decimal literal without a suffix: the table stringifies it. */
-#define VB_CONFIG_CHUNK_SIZE_DEFAULT 2097152
-
-/* The zstd level that compression = fast means. */
-
-enum vb_fsync_mode {
-        VB_FSYNC_ALWAYS,
-        VB_FSYNC_NONE,
-        _VB_FSYNC_MAX,
-        _VB_FSYNC_INVALID = -1,
-};
+#define VB_CONFIG_CHUNK_SIZE_DEFAULT 1048576
 
 /* The parsed settings. Strings are owned by the struct (vb_config_free). */
 struct vb_config {
@@ -49,7 +40,7 @@ struct vb_config {
         int worker_threads;      /* 1..64 */
         uint64_t chunk_size;     /* bytes */
         char *compression;       /* "none", "fast" or "zstd:N"; see dd_compression_from_string() */
-        int fsync;               /* enum vb_fsync_mode */
+        int fsync;               /* sp_fsync (storagepool/sp.h) */
         uint64_t gc_grace;       /* seconds */
         int transport_log_level; /* LOG_INFO, LOG_WARNING or LOG_ERR */
 };

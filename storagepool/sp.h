@@ -35,7 +35,7 @@
 #define SP_POOL_VERSION 1
 #define SP_CHUNK_SIZE_MIN (1u << 20)
 #define SP_CHUNK_SIZE_MAX (4u << 20)
-#define SP_CHUNK_SIZE_DEFAULT (2u << 20)
+#define SP_CHUNK_SIZE_DEFAULT (1u << 20) /* why: docs/formats.md, "Chunk size" */
 
 typedef enum sp_fsync {
         SP_FSYNC_ALWAYS, /* every blob and index is fsync'd before it is renamed; the pool before a manifest */

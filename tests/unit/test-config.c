@@ -17,6 +17,7 @@
 
 #include "daemon/config.h"
 #include "dedup/blob.h"
+#include "storagepool/sp.h"
 #include "daemon/util.h"
 #include "tests/unit/test.h"
 
@@ -113,12 +114,12 @@ TEST(config_defaults)
         ASSERT_UEQ(c.chunk_size, VB_CONFIG_CHUNK_SIZE_DEFAULT);
         ASSERT_UEQ(c.chunk_size, 2 * 1024 * 1024);
         ASSERT_STREQ(c.compression, "fast");
-        ASSERT_EQ(c.fsync, VB_FSYNC_ALWAYS);
+        ASSERT_EQ(c.fsync, SP_FSYNC_ALWAYS);
         ASSERT_UEQ(c.gc_grace, 3600);
         ASSERT_EQ(c.transport_log_level, LOG_INFO);
 
         ASSERT_STREQ(format_key(&c, "log_level", buf, sizeof(buf)), "info");
-        ASSERT_STREQ(format_key(&c, "chunk_size", buf, sizeof(buf)), "2M");
+        ASSERT_STREQ(format_key(&c, "chunk_size", buf, sizeof(buf)), "1M");
         ASSERT_STREQ(format_key(&c, "gc_grace", buf, sizeof(buf)), "1h");
         ASSERT_STREQ(format_key(&c, "fsync", buf, sizeof(buf)), "always");
         ASSERT_STREQ(format_key(&c, "worker_threads", buf, sizeof(buf)), "4");
@@ -295,11 +296,11 @@ TEST(config_enum)
 
         ASSERT_OK(vb_config_init_defaults(&c));
         ASSERT_OK(vb_config_set(&c, "fsync", "none", NULL));
-        ASSERT_EQ(c.fsync, VB_FSYNC_NONE);
+        ASSERT_EQ(c.fsync, SP_FSYNC_NONE);
         ASSERT_STREQ(format_key(&c, "fsync", buf, sizeof(buf)), "none");
         assert_set_fails(&c, "fsync", "sometimes", EINVAL, "fsync = \"sometimes\"", "allowed: always, none", NULL);
         assert_set_fails(&c, "fsync", "Always", EINVAL, "not allowed", NULL);
-        ASSERT_EQ(c.fsync, VB_FSYNC_NONE);
+        ASSERT_EQ(c.fsync, SP_FSYNC_NONE);
 
         static const struct {
                 const char *name;
@@ -545,7 +546,7 @@ TEST(config_load_file)
         ASSERT_STREQ(c.compression, "zstd:5");
         ASSERT_STREQ(c.state_dir, "/srv/a=b");
         ASSERT_STREQ(c.runtime_dir, "/run/vbak");
-        ASSERT_EQ(c.fsync, VB_FSYNC_NONE);
+        ASSERT_EQ(c.fsync, SP_FSYNC_NONE);
         ASSERT_UEQ(c.gc_grace, 2 * 86400);
         ASSERT_EQ(c.log_level, LOG_DEBUG);
         ASSERT_EQ(c.transport_log_level, LOG_ERR);
