@@ -89,21 +89,23 @@ static double ratio(uint64_t a, uint64_t b)
 
 /* --- init --------------------------------------------------------------- */
 
-static const char init_help[] =
-        "Usage: vbak pool init PATH [OPTIONS]\n"
-        "Creates a storage pool in PATH (a new or empty folder).\n\n"
-        "  --type dedup|standard        pool type (default dedup)\n"
-        "  --chunk-size SIZE            1M, 2M or 4M (default 2M)\n"
-        "  --compression none|fast|zstd:N  (default fast; N is 1-19)\n"
-        "  --fsync always|none          durability policy (default always)\n"
-        "  --json                       print the result as JSON\n";
+static const char init_help[] = "Usage: vbak pool init PATH [OPTIONS]\n"
+                                "Creates a storage pool in PATH (a new or empty folder).\n\n"
+                                "  --type dedup|standard        pool type (default dedup)\n"
+                                "  --chunk-size SIZE            1M, 2M or 4M (default 1M)\n"
+                                "  --compression none|fast|zstd:N  (default fast; N is 1-19)\n"
+                                "  --fsync always|none          durability policy (default always)\n"
+                                "  --json                       print the result as JSON\n";
 
 static int cmd_init(int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "type", required_argument, NULL, 't' },   { "chunk-size", required_argument, NULL, 'c' },
-                { "compression", required_argument, NULL, 'z' }, { "fsync", required_argument, NULL, 'f' },
-                { "json", no_argument, NULL, 'j' },         { "help", no_argument, NULL, 'h' },
+                { "type", required_argument, NULL, 't' },
+                { "chunk-size", required_argument, NULL, 'c' },
+                { "compression", required_argument, NULL, 'z' },
+                { "fsync", required_argument, NULL, 'f' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         sp_options o = SP_OPTIONS_DEFAULT;
@@ -118,8 +120,8 @@ static int cmd_init(int argc, char **argv)
                         o.type = optarg;
                         break;
                 case 'c':
-                        if (vb_parse_size(optarg, &size) < 0 || size < SP_CHUNK_SIZE_MIN ||
-                            size > SP_CHUNK_SIZE_MAX || (size & (size - 1)))
+                        if (vb_parse_size(optarg, &size) < 0 || size < SP_CHUNK_SIZE_MIN || size > SP_CHUNK_SIZE_MAX ||
+                            (size & (size - 1)))
                                 return fail(VB_E_USAGE, "bad chunk size '%s' (1M, 2M or 4M)", optarg);
                         o.chunk_size = (uint32_t)size;
                         break;
@@ -162,17 +164,16 @@ static int cmd_init(int argc, char **argv)
 
 /* --- backup ------------------------------------------------------------- */
 
-static const char backup_help[] =
-        "Usage: vbak pool backup PATH --vm NAME --disk NAME --source FILE [OPTIONS]\n"
-        "Backs up one disk image (a file or block device) into the pool. A full backup\n"
-        "reads only allocated data; an incremental reads only the changed extents.\n\n"
-        "  --vm NAME           the VM the disk belongs to\n"
-        "  --title TITLE       the VM's display title (optional)\n"
-        "  --disk NAME         the disk's name in the restore point (e.g. vda)\n"
-        "  --source FILE       the disk image to read\n"
-        "  --changed EXTENTS   incremental: a file of 'OFFSET LENGTH' lines (bytes)\n"
-        "  --parent ID|latest  incremental: the restore point the extents changed from\n"
-        "  --json              print the result as JSON\n";
+static const char backup_help[] = "Usage: vbak pool backup PATH --vm NAME --disk NAME --source FILE [OPTIONS]\n"
+                                  "Backs up one disk image (a file or block device) into the pool. A full backup\n"
+                                  "reads only allocated data; an incremental reads only the changed extents.\n\n"
+                                  "  --vm NAME           the VM the disk belongs to\n"
+                                  "  --title TITLE       the VM's display title (optional)\n"
+                                  "  --disk NAME         the disk's name in the restore point (e.g. vda)\n"
+                                  "  --source FILE       the disk image to read\n"
+                                  "  --changed EXTENTS   incremental: a file of 'OFFSET LENGTH' lines (bytes)\n"
+                                  "  --parent ID|latest  incremental: the restore point the extents changed from\n"
+                                  "  --json              print the result as JSON\n";
 
 struct file_io {
         int fd;
@@ -298,10 +299,14 @@ static int load_extents(const char *path, uint64_t size, dd_extents *e)
 static int cmd_backup(int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "vm", required_argument, NULL, 'v' },      { "title", required_argument, NULL, 'T' },
-                { "disk", required_argument, NULL, 'd' },    { "source", required_argument, NULL, 's' },
-                { "changed", required_argument, NULL, 'c' }, { "parent", required_argument, NULL, 'p' },
-                { "json", no_argument, NULL, 'j' },          { "help", no_argument, NULL, 'h' },
+                { "vm", required_argument, NULL, 'v' },
+                { "title", required_argument, NULL, 'T' },
+                { "disk", required_argument, NULL, 'd' },
+                { "source", required_argument, NULL, 's' },
+                { "changed", required_argument, NULL, 'c' },
+                { "parent", required_argument, NULL, 'p' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *vm = NULL, *title = NULL, *disk = NULL, *source = NULL, *changed = NULL, *parent_arg = NULL;
@@ -465,13 +470,12 @@ static int cmd_backup(int argc, char **argv)
 
                 if (arg_json)
                         code = print_json(json_pack(
-                                "{s:s, s:s, s:s, s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:f}", "id", done_m->id,
-                                "vm", vm, "disk", disk, "type", dd_backup_type_to_string(done_m->type), "parent",
-                                done_m->parent ? json_string(done_m->parent) : json_null(), "pool_type",
-                                p->drv->name, "logical_size", (json_int_t)md->size, "bytes_read",
-                                (json_int_t)md->bytes_read, "bytes_new", (json_int_t)md->bytes_new, "bytes_stored",
-                                (json_int_t)st.res.bytes_stored, "bytes_data", (json_int_t)md->bytes_data,
-                                "seconds", secs));
+                                "{s:s, s:s, s:s, s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:f}", "id", done_m->id, "vm",
+                                vm, "disk", disk, "type", dd_backup_type_to_string(done_m->type), "parent",
+                                done_m->parent ? json_string(done_m->parent) : json_null(), "pool_type", p->drv->name,
+                                "logical_size", (json_int_t)md->size, "bytes_read", (json_int_t)md->bytes_read,
+                                "bytes_new", (json_int_t)md->bytes_new, "bytes_stored", (json_int_t)st.res.bytes_stored,
+                                "bytes_data", (json_int_t)md->bytes_data, "seconds", secs));
                 else {
                         char a[32], b[32], d[32];
                         printf("Restore point %s (%s) of %s/%s: read %s, new %s, size %s, %.2f s\n", done_m->id,
@@ -489,11 +493,10 @@ out:
 
 /* --- restore ------------------------------------------------------------ */
 
-static const char restore_help[] =
-        "Usage: vbak pool restore PATH ID --disk NAME --target FILE [--json]\n"
-        "Restores one disk of restore point ID (or 'latest') to FILE. A new file is\n"
-        "written sparse; every chunk is checked against its digest before it is\n"
-        "written. The file is written as FILE.partial and renamed when complete.\n";
+static const char restore_help[] = "Usage: vbak pool restore PATH ID --disk NAME --target FILE [--json]\n"
+                                   "Restores one disk of restore point ID (or 'latest') to FILE. A new file is\n"
+                                   "written sparse; every chunk is checked against its digest before it is\n"
+                                   "written. The file is written as FILE.partial and renamed when complete.\n";
 
 static int cmd_restore(int argc, char **argv)
 {
@@ -606,8 +609,7 @@ static int cmd_restore(int argc, char **argv)
         if (arg_json)
                 code = print_json(json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "id", m->id, "disk", disk, "target",
                                             target, "size", (json_int_t)rd->size, "bytes_written",
-                                            (json_int_t)st.res.bytes_done, "seconds",
-                                            (double)st.res.seconds_ns / 1e9));
+                                            (json_int_t)st.res.bytes_done, "seconds", (double)st.res.seconds_ns / 1e9));
         else {
                 char a[32];
                 printf("Restored %s disk %s to %s (%s, %.2f s)\n", m->id, disk, target,
@@ -642,8 +644,8 @@ static json_t *manifest_summary(const dd_manifest *m)
         return json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:I, s:I}", "id", m->id, "vm", m->vm.name, "title",
                          m->vm.title ? json_string(m->vm.title) : json_null(), "disks", disks ? disks : json_null(),
                          "type", dd_backup_type_to_string(m->type), "parent",
-                         m->parent ? json_string(m->parent) : json_null(), "time_start",
-                         (json_int_t)m->time_start, "time_end", (json_int_t)m->time_end);
+                         m->parent ? json_string(m->parent) : json_null(), "time_start", (json_int_t)m->time_start,
+                         "time_end", (json_int_t)m->time_end);
 }
 
 static int cmd_list(int argc, char **argv)
@@ -691,8 +693,8 @@ static int cmd_list(int argc, char **argv)
         } else {
                 printf("%-26s %-20s %-12s %-26s %s\n", "ID", "VM", "TYPE", "PARENT", "DISKS");
                 for (size_t i = 0; i < n; i++) {
-                        printf("%-26s %-20s %-12s %-26s", v[i]->id, v[i]->vm.name,
-                               dd_backup_type_to_string(v[i]->type), v[i]->parent ? v[i]->parent : "-");
+                        printf("%-26s %-20s %-12s %-26s", v[i]->id, v[i]->vm.name, dd_backup_type_to_string(v[i]->type),
+                               v[i]->parent ? v[i]->parent : "-");
                         for (size_t k = 0; k < v[i]->n_disks; k++)
                                 printf(" %s", v[i]->disks[k].name);
                         putchar('\n');
@@ -704,10 +706,9 @@ static int cmd_list(int argc, char **argv)
 
 /* --- verify ------------------------------------------------------------- */
 
-static const char verify_help[] =
-        "Usage: vbak pool verify PATH [ID...] [--sample PERCENT] [--threads N] [--json]\n"
-        "Reads stored data back and checks every digest; names each damaged or missing\n"
-        "chunk and every restore point it breaks. Exits with code 6 when it finds any.\n";
+static const char verify_help[] = "Usage: vbak pool verify PATH [ID...] [--sample PERCENT] [--threads N] [--json]\n"
+                                  "Reads stored data back and checks every digest; names each damaged or missing\n"
+                                  "chunk and every restore point it breaks. Exits with code 6 when it finds any.\n";
 
 struct verify_report {
         json_t *problems;
@@ -721,10 +722,9 @@ static void report_problem(void *userdata, const sp_problem *pr)
         for (size_t i = 0; rps && i < pr->n_restore_points; i++)
                 json_array_append_new(rps, json_string(pr->restore_points[i]));
         if (arg_json)
-                json_array_append_new(vr->problems,
-                                      json_pack("{s:s, s:s, s:s, s:o}", "kind", pr->kind, "object", pr->object,
-                                                "detail", pr->detail ? pr->detail : "", "restore_points",
-                                                rps ? rps : json_null()));
+                json_array_append_new(vr->problems, json_pack("{s:s, s:s, s:s, s:o}", "kind", pr->kind, "object",
+                                                              pr->object, "detail", pr->detail ? pr->detail : "",
+                                                              "restore_points", rps ? rps : json_null()));
         else {
                 printf("%s %s: %s\n", pr->kind, pr->object, pr->detail ? pr->detail : "");
                 for (size_t i = 0; i < pr->n_restore_points; i++)
@@ -736,8 +736,10 @@ static void report_problem(void *userdata, const sp_problem *pr)
 static int cmd_verify(int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "sample", required_argument, NULL, 's' }, { "threads", required_argument, NULL, 't' },
-                { "json", no_argument, NULL, 'j' },         { "help", no_argument, NULL, 'h' },
+                { "sample", required_argument, NULL, 's' },
+                { "threads", required_argument, NULL, 't' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         _cleanup_(sp_pool_closep) sp_pool *p = NULL;
@@ -803,11 +805,11 @@ static int cmd_verify(int argc, char **argv)
                 return fail_errno(r, "verify");
         }
         if (arg_json)
-                print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "restore_points",
-                                     (json_int_t)res.restore_points, "chunks_checked",
-                                     (json_int_t)res.chunks_checked, "bytes_checked", (json_int_t)res.bytes_checked,
-                                     "problems", (json_int_t)res.problems, "broken_restore_points",
-                                     (json_int_t)res.broken_restore_points, "details", vr.problems));
+                print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "restore_points", (json_int_t)res.restore_points,
+                                     "chunks_checked", (json_int_t)res.chunks_checked, "bytes_checked",
+                                     (json_int_t)res.bytes_checked, "problems", (json_int_t)res.problems,
+                                     "broken_restore_points", (json_int_t)res.broken_restore_points, "details",
+                                     vr.problems));
         else {
                 json_decref(vr.problems);
                 printf("Verified %" PRIu64 " restore points, %" PRIu64 " chunks: %" PRIu64 " problems, %" PRIu64
@@ -824,17 +826,18 @@ static int cmd_verify(int argc, char **argv)
 
 /* --- gc ----------------------------------------------------------------- */
 
-static const char gc_help[] =
-        "Usage: vbak pool gc PATH [--grace DURATION] [--dry-run] [--json]\n"
-        "Removes chunks no restore point references and that are older than the grace\n"
-        "period (default 1h; e.g. 0, 30m, 2h, 7d), and what crashed backups left behind.\n"
-        "Safe while backups run.\n";
+static const char gc_help[] = "Usage: vbak pool gc PATH [--grace DURATION] [--dry-run] [--json]\n"
+                              "Removes chunks no restore point references and that are older than the grace\n"
+                              "period (default 1h; e.g. 0, 30m, 2h, 7d), and what crashed backups left behind.\n"
+                              "Safe while backups run.\n";
 
 static int cmd_gc(int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "grace", required_argument, NULL, 'g' }, { "dry-run", no_argument, NULL, 'n' },
-                { "json", no_argument, NULL, 'j' },        { "help", no_argument, NULL, 'h' },
+                { "grace", required_argument, NULL, 'g' },
+                { "dry-run", no_argument, NULL, 'n' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         _cleanup_(sp_pool_closep) sp_pool *p = NULL;
@@ -875,30 +878,27 @@ static int cmd_gc(int argc, char **argv)
         if (r < 0)
                 return fail_errno(r, "gc");
         if (arg_json)
-                return print_json(json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "dry_run", o.dry_run,
-                                            "chunks_marked", (json_int_t)res.chunks_marked, "chunks_kept",
-                                            (json_int_t)res.chunks_kept, "chunks_removed",
-                                            (json_int_t)res.chunks_removed, "bytes_removed",
-                                            (json_int_t)res.bytes_removed, "partial_removed",
-                                            (json_int_t)res.partial_removed, "tmp_removed",
-                                            (json_int_t)res.tmp_removed));
+                return print_json(
+                        json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "dry_run", o.dry_run, "chunks_marked",
+                                  (json_int_t)res.chunks_marked, "chunks_kept", (json_int_t)res.chunks_kept,
+                                  "chunks_removed", (json_int_t)res.chunks_removed, "bytes_removed",
+                                  (json_int_t)res.bytes_removed, "partial_removed", (json_int_t)res.partial_removed,
+                                  "tmp_removed", (json_int_t)res.tmp_removed));
         char b[32];
         printf("%s %" PRIu64 " chunks (%s), %" PRIu64 " unfinished restore points, %" PRIu64
                " temp files; kept %" PRIu64 " chunks\n",
                o.dry_run ? "Would remove" : "Removed", res.chunks_removed,
-               vb_format_size(res.bytes_removed, b, sizeof(b)), res.partial_removed, res.tmp_removed,
-               res.chunks_kept);
+               vb_format_size(res.bytes_removed, b, sizeof(b)), res.partial_removed, res.tmp_removed, res.chunks_kept);
         return 0;
 }
 
 /* --- prune -------------------------------------------------------------- */
 
-static const char prune_help[] =
-        "Usage: vbak pool prune PATH --vm NAME [--keep-last N] [--keep-daily N]\n"
-        "                       [--keep-weekly N] [--keep-monthly N] [--dry-run] [--json]\n"
-        "Deletes the VM's restore points that no rule keeps. An incremental chain is\n"
-        "never broken: a kept restore point keeps its parents. Run gc afterwards to\n"
-        "free the space.\n";
+static const char prune_help[] = "Usage: vbak pool prune PATH --vm NAME [--keep-last N] [--keep-daily N]\n"
+                                 "                       [--keep-weekly N] [--keep-monthly N] [--dry-run] [--json]\n"
+                                 "Deletes the VM's restore points that no rule keeps. An incremental chain is\n"
+                                 "never broken: a kept restore point keeps its parents. Run gc afterwards to\n"
+                                 "free the space.\n";
 
 static int parse_count(const char *s, unsigned *ret)
 {
@@ -914,10 +914,14 @@ static int parse_count(const char *s, unsigned *ret)
 static int cmd_prune(int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "vm", required_argument, NULL, 'v' },           { "keep-last", required_argument, NULL, 'l' },
-                { "keep-daily", required_argument, NULL, 'd' },   { "keep-weekly", required_argument, NULL, 'w' },
-                { "keep-monthly", required_argument, NULL, 'm' }, { "dry-run", no_argument, NULL, 'n' },
-                { "json", no_argument, NULL, 'j' },               { "help", no_argument, NULL, 'h' },
+                { "vm", required_argument, NULL, 'v' },
+                { "keep-last", required_argument, NULL, 'l' },
+                { "keep-daily", required_argument, NULL, 'd' },
+                { "keep-weekly", required_argument, NULL, 'w' },
+                { "keep-monthly", required_argument, NULL, 'm' },
+                { "dry-run", no_argument, NULL, 'n' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         _cleanup_(sp_pool_closep) sp_pool *p = NULL;

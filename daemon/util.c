@@ -239,16 +239,11 @@ int vb_parse_size(const char *s, uint64_t *ret)
                 const char *suffix;
                 uint64_t factor;
         } units[] = {
-                { "", 1 },
-                { "B", 1 },
-                { "K", 1ULL << 10 },
-                { "KiB", 1ULL << 10 },
-                { "M", 1ULL << 20 },
-                { "MiB", 1ULL << 20 },
-                { "G", 1ULL << 30 },
-                { "GiB", 1ULL << 30 },
-                { "T", 1ULL << 40 },
-                { "TiB", 1ULL << 40 },
+                { "", 1 },           { "B", 1 },
+                { "K", 1ULL << 10 }, { "KiB", 1ULL << 10 },
+                { "M", 1ULL << 20 }, { "MiB", 1ULL << 20 },
+                { "G", 1ULL << 30 }, { "GiB", 1ULL << 30 },
+                { "T", 1ULL << 40 }, { "TiB", 1ULL << 40 },
         };
         char *end;
         unsigned long long v;

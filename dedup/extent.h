@@ -49,8 +49,8 @@ int dd_extents_from_fd(int fd, uint64_t size, dd_extents *e);
 typedef struct dd_extent_walk {
         const dd_extents *e;
         uint32_t chunk_size;
-        size_t i;         /* current extent */
-        uint64_t pos;     /* first byte of it not yet reported */
+        size_t i;     /* current extent */
+        uint64_t pos; /* first byte of it not yet reported */
 } dd_extent_walk;
 
 void dd_extent_walk_init(dd_extent_walk *w, const dd_extents *e, uint32_t chunk_size);

@@ -78,8 +78,7 @@ static int header_decode(const uint8_t in[DD_INDEX_HEADER_SIZE], dd_index_header
         return 0;
 }
 
-int dd_index_writer_new(int dirfd, const char *name, uint64_t disk_size, uint32_t chunk_size,
-                        dd_index_writer **ret)
+int dd_index_writer_new(int dirfd, const char *name, uint64_t disk_size, uint32_t chunk_size, dd_index_writer **ret)
 {
         dd_index_writer *w;
         uint8_t zero[DD_INDEX_HEADER_SIZE] = { 0 };

@@ -60,8 +60,7 @@ static inline uint32_t dd_chunk_length(uint64_t disk_size, uint32_t chunk_size, 
 typedef struct dd_index_writer dd_index_writer;
 
 /* Starts an index for dirfd/name, written to a temp file beside it. */
-int dd_index_writer_new(int dirfd, const char *name, uint64_t disk_size, uint32_t chunk_size,
-                        dd_index_writer **ret);
+int dd_index_writer_new(int dirfd, const char *name, uint64_t disk_size, uint32_t chunk_size, dd_index_writer **ret);
 
 /* Appends the next chunk's digest (NULL or the null digest: a zero chunk). */
 int dd_index_writer_append(dd_index_writer *w, const dd_digest *d);

@@ -146,9 +146,9 @@ int dd_manifest_copy(const dd_manifest *m, dd_manifest **ret)
             (r = dup_str(m->pool_type, &c->pool_type)) < 0 || (r = dup_str(m->vm.platform, &c->vm.platform)) < 0 ||
             (r = dup_str(m->vm.id, &c->vm.id)) < 0 || (r = dup_str(m->vm.uuid, &c->vm.uuid)) < 0 ||
             (r = dup_str(m->vm.name, &c->vm.name)) < 0 || (r = dup_str(m->vm.title, &c->vm.title)) < 0 ||
-            (r = dup_str(m->vm.host_id, &c->vm.host_id)) < 0 ||
-            (r = dup_str(m->consistency, &c->consistency)) < 0 || (r = dup_str(m->checkpoint, &c->checkpoint)) < 0 ||
-            (r = dup_str(m->job, &c->job)) < 0 || (r = dup_str(m->run, &c->run)) < 0)
+            (r = dup_str(m->vm.host_id, &c->vm.host_id)) < 0 || (r = dup_str(m->consistency, &c->consistency)) < 0 ||
+            (r = dup_str(m->checkpoint, &c->checkpoint)) < 0 || (r = dup_str(m->job, &c->job)) < 0 ||
+            (r = dup_str(m->run, &c->run)) < 0)
                 return r;
         for (size_t i = 0; i < m->n_disks; i++) {
                 const dd_manifest_disk *s = &m->disks[i];
@@ -188,26 +188,26 @@ int dd_manifest_format(const dd_manifest *m, char **ret)
                 const dd_manifest_disk *d = &m->disks[i];
                 char hex[DD_DIGEST_HEX_SIZE];
 
-                json_array_append_new(
-                        disks, json_pack("{s:s, s:o, s:o, s:I, s:I, s:o, s:s, s:I, s:I, s:I}", "name", d->name,
-                                         "device", str_or_null(d->device), "format", str_or_null(d->format), "size",
-                                         (json_int_t)d->size, "chunk_size", (json_int_t)d->chunk_size, "index",
-                                         str_or_null(d->index), "index_checksum",
-                                         dd_digest_to_hex(&d->index_checksum, hex), "bytes_read",
-                                         (json_int_t)d->bytes_read, "bytes_new", (json_int_t)d->bytes_new,
-                                         "bytes_data", (json_int_t)d->bytes_data));
+                json_array_append_new(disks,
+                                      json_pack("{s:s, s:o, s:o, s:I, s:I, s:o, s:s, s:I, s:I, s:I}", "name", d->name,
+                                                "device", str_or_null(d->device), "format", str_or_null(d->format),
+                                                "size", (json_int_t)d->size, "chunk_size", (json_int_t)d->chunk_size,
+                                                "index", str_or_null(d->index), "index_checksum",
+                                                dd_digest_to_hex(&d->index_checksum, hex), "bytes_read",
+                                                (json_int_t)d->bytes_read, "bytes_new", (json_int_t)d->bytes_new,
+                                                "bytes_data", (json_int_t)d->bytes_data));
         }
         vm = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "platform", str_or_null(m->vm.platform), "id",
-                       str_or_null(m->vm.id), "uuid", str_or_null(m->vm.uuid), "name", str_or_null(m->vm.name),
-                       "title", str_or_null(m->vm.title), "host_id", str_or_null(m->vm.host_id));
+                       str_or_null(m->vm.id), "uuid", str_or_null(m->vm.uuid), "name", str_or_null(m->vm.name), "title",
+                       str_or_null(m->vm.title), "host_id", str_or_null(m->vm.host_id));
         root = json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:O, s:o, s:o, s:o, s:o, s:I, s:I, s:o}", "format",
                          DD_MANIFEST_FORMAT, "version", DD_MANIFEST_VERSION, "id", m->id, "type",
                          dd_backup_type_to_string(m->type), "parent", str_or_null(m->parent), "pool_type",
                          str_or_null(m->pool_type), "vm", vm ? vm : json_null(), "config",
-                         m->config ? m->config : json_null(), "consistency", str_or_null(m->consistency),
-                         "checkpoint", str_or_null(m->checkpoint), "job", str_or_null(m->job), "run",
-                         str_or_null(m->run), "time_start", (json_int_t)m->time_start, "time_end",
-                         (json_int_t)m->time_end, "disks", disks ? disks : json_null());
+                         m->config ? m->config : json_null(), "consistency", str_or_null(m->consistency), "checkpoint",
+                         str_or_null(m->checkpoint), "job", str_or_null(m->job), "run", str_or_null(m->run),
+                         "time_start", (json_int_t)m->time_start, "time_end", (json_int_t)m->time_end, "disks",
+                         disks ? disks : json_null());
         if (!root || !vm || !disks || json_array_size(disks) != m->n_disks) {
                 json_decref(root);
                 return -ENOMEM;
@@ -333,8 +333,7 @@ int dd_manifest_parse(const char *text, size_t len, dd_manifest **ret)
                 goto out;
         if ((r = get_str(vm, "platform", false, &m->vm.platform)) < 0 ||
             (r = get_str(vm, "id", false, &m->vm.id)) < 0 || (r = get_str(vm, "uuid", false, &m->vm.uuid)) < 0 ||
-            (r = get_str(vm, "name", true, &m->vm.name)) < 0 ||
-            (r = get_str(vm, "title", false, &m->vm.title)) < 0 ||
+            (r = get_str(vm, "name", true, &m->vm.name)) < 0 || (r = get_str(vm, "title", false, &m->vm.title)) < 0 ||
             (r = get_str(vm, "host_id", false, &m->vm.host_id)) < 0)
                 goto out;
         config = json_object_get(root, "config");

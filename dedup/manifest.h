@@ -54,7 +54,7 @@ typedef struct dd_manifest {
         struct {
                 char *platform, *id, *uuid, *name, *title, *host_id;
         } vm;
-        json_t *config; /* captured VM configuration, opaque here; may be NULL */
+        json_t *config;    /* captured VM configuration, opaque here; may be NULL */
         char *consistency; /* "crash" or "application" */
         char *checkpoint;
         char *job, *run;

@@ -744,8 +744,9 @@ static int dedup_verify(sp_pool *p, const sp_verify_opts *o, sp_verify_result *r
                         sample[n_sample++] = digests[i];
         }
         {
-                struct verify_job job = { .p = p, .digests = sample, .n = n_sample, .status = status,
-                                          .max_plain = SP_CHUNK_SIZE_MAX };
+                struct verify_job job = {
+                        .p = p, .digests = sample, .n = n_sample, .status = status, .max_plain = SP_CHUNK_SIZE_MAX
+                };
                 pthread_t tids[64];
                 unsigned started = 0;
 
@@ -813,10 +814,10 @@ static int dedup_verify(sp_pool *p, const sp_verify_opts *o, sp_verify_result *r
                 for (size_t i = 0; i < n_sample; i++)
                         if (dd_digest_eq(&sample[i], &bad_digests[b]))
                                 st = status[i];
-                snprintf(detail, sizeof(detail), "%s; %s", st == -ENODATA ? "missing" : "damaged (digest or CRC mismatch)",
-                         bads[b].where);
-                sp_problem pr = { st == -ENODATA ? "chunk-missing" : "chunk-corrupt", dd_digest_to_hex(&bad_digests[b], hex),
-                                  detail, bads[b].rps, bads[b].n_rps };
+                snprintf(detail, sizeof(detail), "%s; %s",
+                         st == -ENODATA ? "missing" : "damaged (digest or CRC mismatch)", bads[b].where);
+                sp_problem pr = { st == -ENODATA ? "chunk-missing" : "chunk-corrupt",
+                                  dd_digest_to_hex(&bad_digests[b], hex), detail, bads[b].rps, bads[b].n_rps };
                 count_problem(&pc, &pr);
         }
         for (size_t i = 0; i < n; i++)
@@ -973,8 +974,7 @@ static int for_each_chunk(sp_pool *p, chunk_fn fn, void *userdata)
 
                                 if (dd_digest_from_hex(e3->d_name, &dg) < 0)
                                         continue;
-                                snprintf(path, sizeof(path), "chunks/%s/%s/%s", e1->d_name, e2->d_name,
-                                         e3->d_name);
+                                snprintf(path, sizeof(path), "chunks/%s/%s/%s", e1->d_name, e2->d_name, e3->d_name);
                                 r = fn(p, dirfd(d3), e3->d_name, path, userdata);
                         }
                         closedir(d3);

@@ -94,9 +94,8 @@ int sp_fs_read_pool(const char *path, sp_pool *base)
         if (!j)
                 return -EBADMSG;
         r = -EBADMSG;
-        if (json_unpack(j, "{s:s, s:I, s:s, s:s, s:I, s:s, s:s}", "format", &format, "version", &version, "type",
-                        &type, "uuid", &uuid, "chunk_size", &chunk_size, "compression", &comp, "fsync",
-                        &fsync_s) < 0 ||
+        if (json_unpack(j, "{s:s, s:I, s:s, s:s, s:I, s:s, s:s}", "format", &format, "version", &version, "type", &type,
+                        "uuid", &uuid, "chunk_size", &chunk_size, "compression", &comp, "fsync", &fsync_s) < 0 ||
             !streq(format, SP_POOL_FORMAT))
                 goto out;
         if (version != SP_POOL_VERSION) {
@@ -110,8 +109,7 @@ int sp_fs_read_pool(const char *path, sp_pool *base)
                 goto out;
         }
         if (strlen(uuid) != 36 || chunk_size < SP_CHUNK_SIZE_MIN || chunk_size > SP_CHUNK_SIZE_MAX ||
-            (chunk_size & (chunk_size - 1)) != 0 ||
-            dd_compression_from_string(comp, &base->opts.compression) < 0 ||
+            (chunk_size & (chunk_size - 1)) != 0 || dd_compression_from_string(comp, &base->opts.compression) < 0 ||
             (base->opts.fsync = sp_fsync_from_string(fsync_s)) < 0)
                 goto out;
         memcpy(base->uuid, uuid, 37);
@@ -162,8 +160,8 @@ static int new_id(char id[SP_ID_MAX])
         if (r < 0)
                 return r;
         gmtime_r(&now, &tm);
-        snprintf(id, SP_ID_MAX, "%04d%02d%02dT%02d%02d%02dZ-%02x%02x%02x", tm.tm_year + 1900, tm.tm_mon + 1,
-                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rnd[0], rnd[1], rnd[2]);
+        snprintf(id, SP_ID_MAX, "%04d%02d%02dT%02d%02d%02dZ-%02x%02x%02x", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, rnd[0], rnd[1], rnd[2]);
         return 0;
 }
 
@@ -394,8 +392,7 @@ static int cmp_manifest(const void *a, const void *b)
         return strcmp(x->id, y->id);
 }
 
-int sp_fs_list(sp_pool *p, const char *vm, sp_problem_fn problem, void *userdata, dd_manifest ***ret,
-               size_t *ret_n)
+int sp_fs_list(sp_pool *p, const char *vm, sp_problem_fn problem, void *userdata, dd_manifest ***ret, size_t *ret_n)
 {
         struct list_ctx ctx = { .vm = vm, .problem = problem, .userdata = userdata };
         int r = walk_rp_dirs(p, list_one, &ctx, 0, "vms");
@@ -481,8 +478,7 @@ int sp_fs_active_writers(sp_pool *p, sp_fs_writer_info **ret, size_t *ret_n)
                         break;
                 }
                 info.start = st.st_mtim;
-                if (vb_read_file_at(p->dirfd, path, 4096, &text, NULL) >= 0 &&
-                    (j = json_loads(text, 0, NULL))) {
+                if (vb_read_file_at(p->dirfd, path, 4096, &text, NULL) >= 0 && (j = json_loads(text, 0, NULL))) {
                         const char *id = NULL, *parent = NULL;
                         if (json_unpack(j, "{s:s, s?s}", "id", &id, "parent", &parent) == 0) {
                                 snprintf(info.id, sizeof(info.id), "%s", id);
@@ -542,8 +538,7 @@ static int cleanup_rp(sp_pool *p, const char *path, void *userdata)
         return vb_rm_rf_at(p->dirfd, path);
 }
 
-int sp_fs_cleanup(sp_pool *p, const struct timespec *cutoff, bool dry_run, uint64_t *ret_partial,
-                  uint64_t *ret_tmp)
+int sp_fs_cleanup(sp_pool *p, const struct timespec *cutoff, bool dry_run, uint64_t *ret_partial, uint64_t *ret_tmp)
 {
         struct cleanup_ctx ctx = { .dry_run = dry_run };
         uint64_t tmp = 0;

@@ -63,8 +63,7 @@ int sp_fs_rp_commit(sp_pool *p, sp_fs_rp *rp, const dd_manifest *m);
 void sp_fs_rp_abort(sp_pool *p, sp_fs_rp *rp);
 
 /* All committed restore points (of vm name, or all), oldest first. */
-int sp_fs_list(sp_pool *p, const char *vm, sp_problem_fn problem, void *userdata, dd_manifest ***ret,
-               size_t *ret_n);
+int sp_fs_list(sp_pool *p, const char *vm, sp_problem_fn problem, void *userdata, dd_manifest ***ret, size_t *ret_n);
 
 /* Deletes a committed restore point: manifest first (synced), then the rest. */
 int sp_fs_remove(sp_pool *p, const dd_manifest *m);
@@ -80,8 +79,7 @@ int sp_fs_active_writers(sp_pool *p, sp_fs_writer_info **ret, size_t *ret_n);
 /* Removes leftovers of writers that died: restore point folders without a
  * manifest whose lock is free, stale lock files, and files in tmp/ older
  * than cutoff (nothing when dry_run). Returns counts through the pointers. */
-int sp_fs_cleanup(sp_pool *p, const struct timespec *cutoff, bool dry_run, uint64_t *ret_partial,
-                  uint64_t *ret_tmp);
+int sp_fs_cleanup(sp_pool *p, const struct timespec *cutoff, bool dry_run, uint64_t *ret_partial, uint64_t *ret_tmp);
 
 /* Takes locks/gc.lock without waiting (-EBUSY when another gc runs) and
  * touches it; *ret_start is its new mtime. Returns the lock fd. */

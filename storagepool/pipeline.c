@@ -72,8 +72,7 @@ static void transfer_free(transfer *t)
         free(t);
 }
 
-static int transfer_new(uv_loop_t *loop, const sp_pipeline_opts *o, uint32_t chunk_size, uint64_t size,
-                        transfer **ret)
+static int transfer_new(uv_loop_t *loop, const sp_pipeline_opts *o, uint32_t chunk_size, uint64_t size, transfer **ret)
 {
         transfer *t = calloc(1, sizeof(*t));
 

@@ -12,7 +12,11 @@
 
 #include "daemon/util.h"
 
-typedef enum period { PERIOD_DAY, PERIOD_WEEK, PERIOD_MONTH } period;
+typedef enum period {
+        PERIOD_DAY,
+        PERIOD_WEEK,
+        PERIOD_MONTH
+} period;
 
 static void period_key(int64_t t, period p, char buf[16])
 {
@@ -34,8 +38,7 @@ static void period_key(int64_t t, period p, char buf[16])
 }
 
 /* order[] lists indices newest first. */
-static void keep_periods(dd_manifest *const *v, const size_t *order, size_t n, period p, unsigned count,
-                         bool *keep)
+static void keep_periods(dd_manifest *const *v, const size_t *order, size_t n, period p, unsigned count, bool *keep)
 {
         char last[16] = "";
 

@@ -97,8 +97,7 @@ void sp_manifests_free(dd_manifest **v, size_t n)
         free(v);
 }
 
-int sp_pool_list(sp_pool *p, const char *vm, sp_problem_fn problem, void *userdata, dd_manifest ***ret,
-                 size_t *ret_n)
+int sp_pool_list(sp_pool *p, const char *vm, sp_problem_fn problem, void *userdata, dd_manifest ***ret, size_t *ret_n)
 {
         if (!p || !ret || !ret_n)
                 return -EINVAL;

@@ -48,7 +48,7 @@ const char *sp_fsync_to_string(sp_fsync f);
 sp_fsync sp_fsync_from_string(const char *s);
 
 typedef struct sp_options {
-        const char *type;   /* driver name: "dedup", "standard" */
+        const char *type;    /* driver name: "dedup", "standard" */
         uint32_t chunk_size; /* SP_CHUNK_SIZE_MIN..MAX, a power of two */
         int compression;     /* 0 none, 1-19 zstd level (blob.h) */
         sp_fsync fsync;
@@ -94,22 +94,22 @@ typedef struct sp_disk_reader {
 typedef struct sp_chunk {
         /* set by the pipeline */
         uint64_t index;
-        uint64_t offset;          /* index * chunk size */
-        uint32_t length;          /* the last chunk of a disk may be short */
-        uint8_t *data;            /* length bytes; bytes that were not read are zero */
-        const dd_extent *pieces;  /* what was read from the source (absolute offsets, sorted) */
+        uint64_t offset;         /* index * chunk size */
+        uint32_t length;         /* the last chunk of a disk may be short */
+        uint8_t *data;           /* length bytes; bytes that were not read are zero */
+        const dd_extent *pieces; /* what was read from the source (absolute offsets, sorted) */
         size_t n_pieces;
-        bool whole;               /* the pieces cover the whole chunk */
-        dd_blob_ctx *ctx;         /* codec state of this slot */
-        uint8_t *scratch;         /* dd_blob_bound(chunk size) bytes */
+        bool whole;       /* the pieces cover the whole chunk */
+        dd_blob_ctx *ctx; /* codec state of this slot */
+        uint8_t *scratch; /* dd_blob_bound(chunk size) bytes */
         size_t scratch_size;
-        uint8_t *aux;             /* chunk size bytes, from sp_chunk_aux() */
+        uint8_t *aux; /* chunk size bytes, from sp_chunk_aux() */
         uint32_t aux_size;
         /* set by chunk_prepare */
-        dd_digest digest;         /* null digest: the chunk is all zero */
-        uint64_t bytes_new;       /* plain bytes newly stored */
-        uint64_t bytes_stored;    /* bytes written to the pool */
-        void *driver_data;        /* driver's own result, consumed by chunk_commit */
+        dd_digest digest;      /* null digest: the chunk is all zero */
+        uint64_t bytes_new;    /* plain bytes newly stored */
+        uint64_t bytes_stored; /* bytes written to the pool */
+        void *driver_data;     /* driver's own result, consumed by chunk_commit */
 } sp_chunk;
 
 /* A second chunk-sized buffer for drivers (allocated on first use). */
@@ -246,8 +246,7 @@ static inline void sp_pool_closep(sp_pool **p)
         sp_pool_close(*p);
 }
 
-int sp_pool_list(sp_pool *p, const char *vm, sp_problem_fn problem, void *userdata, dd_manifest ***ret,
-                 size_t *ret_n);
+int sp_pool_list(sp_pool *p, const char *vm, sp_problem_fn problem, void *userdata, dd_manifest ***ret, size_t *ret_n);
 void sp_manifests_free(dd_manifest **v, size_t n);
 
 /* A committed restore point by id, or "latest" (of vm; vm may be NULL then

@@ -106,8 +106,7 @@ int main(int argc, char **argv)
                         printf("skip    %s:%s\n", t->file, t->name);
                         skipped++;
                 } else {
-                        printf("FAIL    %s:%s (%s %d)\n", t->file, t->name,
-                               WIFSIGNALED(status) ? "signal" : "exit",
+                        printf("FAIL    %s:%s (%s %d)\n", t->file, t->name, WIFSIGNALED(status) ? "signal" : "exit",
                                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
                         failed++;
                 }

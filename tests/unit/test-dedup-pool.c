@@ -315,8 +315,13 @@ TEST(gc_keeps_what_a_running_writer_relies_on)
         ASSERT_OK(p->drv->begin(p, tmpl, &w));
         ASSERT_OK(p->drv->disk_begin(w, "vda", MiB, &dw));
         ASSERT_OK(vb_pread_all(fd, data, MiB, 3 * MiB)); /* chunk 3 of the image: stored by A */
-        c = (sp_chunk){ .index = 0, .length = MiB, .data = data, .whole = true, .ctx = dd_blob_ctx_new(),
-                        .scratch_size = dd_blob_bound(MiB), .aux_size = MiB };
+        c = (sp_chunk){ .index = 0,
+                        .length = MiB,
+                        .data = data,
+                        .whole = true,
+                        .ctx = dd_blob_ctx_new(),
+                        .scratch_size = dd_blob_bound(MiB),
+                        .aux_size = MiB };
         c.scratch = malloc(c.scratch_size);
         ASSERT_OK(p->drv->chunk_prepare(dw, &c));
         ASSERT_UEQ(c.bytes_new, 0); /* a dedup hit */

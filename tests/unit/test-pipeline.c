@@ -14,12 +14,12 @@
 
 typedef struct rec {
         sp_disk_writer base;
-        uint64_t next;          /* next index expected by commit/skip */
+        uint64_t next; /* next index expected by commit/skip */
         uint64_t committed, skipped;
         atomic_int in_flight, max_in_flight;
-        uint64_t fail_index;    /* prepare fails here (UINT64_MAX: never) */
+        uint64_t fail_index; /* prepare fails here (UINT64_MAX: never) */
         bool order_broken;
-        uint8_t *image;         /* what commit saw, to compare with the source */
+        uint8_t *image; /* what commit saw, to compare with the source */
 } rec;
 
 static int rec_prepare(sp_disk_writer *base, sp_chunk *c)

@@ -26,7 +26,7 @@ const char *test_tmpdir(void);
 
 #define TEST(name)                                                                                                     \
         static void test_##name(void);                                                                                 \
-        __attribute__((constructor)) static void test_register_##name(void)                                           \
+        __attribute__((constructor)) static void test_register_##name(void)                                            \
         {                                                                                                              \
                 test_register(__FILE__, #name, test_##name);                                                           \
         }                                                                                                              \
