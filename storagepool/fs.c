@@ -150,18 +150,21 @@ int sp_fs_rp_path(const dd_manifest *m, char **ret)
         return 0;
 }
 
+/* Ids are the UTC start time to the microsecond plus a random suffix, fixed
+ * width, so that their byte order is the order in which writers began. */
 static int new_id(char id[SP_ID_MAX])
 {
+        struct timespec ts;
         struct tm tm;
-        time_t now = time(NULL);
         uint8_t rnd[3];
         int r = vb_random_bytes(rnd, sizeof(rnd));
 
         if (r < 0)
                 return r;
-        gmtime_r(&now, &tm);
-        snprintf(id, SP_ID_MAX, "%04d%02d%02dT%02d%02d%02dZ-%02x%02x%02x", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec, rnd[0], rnd[1], rnd[2]);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(id, SP_ID_MAX, "%04d%02d%02dT%02d%02d%02d.%06ldZ-%02x%02x%02x", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000, rnd[0], rnd[1], rnd[2]);
         return 0;
 }
 
@@ -383,12 +386,11 @@ static int list_one(sp_pool *p, const char *path, void *userdata)
         return 0;
 }
 
+/* Oldest first: ids order restore points by when their writers began. */
 static int cmp_manifest(const void *a, const void *b)
 {
         const dd_manifest *x = *(dd_manifest *const *)a, *y = *(dd_manifest *const *)b;
 
-        if (x->time_start != y->time_start)
-                return x->time_start < y->time_start ? -1 : 1;
         return strcmp(x->id, y->id);
 }
 

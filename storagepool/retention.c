@@ -59,8 +59,7 @@ static int cmp_newest_first(const void *a, const void *b, void *userdata)
         dd_manifest *const *v = userdata;
         const dd_manifest *x = v[*(const size_t *)a], *y = v[*(const size_t *)b];
 
-        if (x->time_start != y->time_start)
-                return x->time_start > y->time_start ? -1 : 1;
+        /* Ids order restore points by start (storagepool/fs.c), as list does. */
         return -strcmp(x->id, y->id);
 }
 
