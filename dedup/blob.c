@@ -111,7 +111,8 @@ ssize_t dd_blob_encode(dd_blob_ctx *ctx, int level, const void *plain, size_t le
                 }
         }
         if (!(flags & DD_BLOB_FLAG_ZSTD)) {
-                memcpy(o + DD_BLOB_HEADER_SIZE, plain, len);
+                if (len > 0)
+                        memcpy(o + DD_BLOB_HEADER_SIZE, plain, len);
                 payload = len;
         }
         write_header(o, flags, (uint32_t)len, dd_crc32c(0, o + DD_BLOB_HEADER_SIZE, payload));

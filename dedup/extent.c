@@ -203,7 +203,8 @@ int dd_extent_walk_next(dd_extent_walk *w, uint64_t *ret_index, dd_extent *ret, 
         if (!e || w->i >= e->n || max == 0)
                 return 0;
         index = w->pos / w->chunk_size;
-        cell_end = (index + 1) * w->chunk_size;
+        cell_end = index * w->chunk_size;
+        cell_end = cell_end > UINT64_MAX - w->chunk_size ? UINT64_MAX : cell_end + w->chunk_size;
         while (w->i < e->n) {
                 const dd_extent *x = &e->v[w->i];
                 uint64_t x_end = x->offset + x->length;

@@ -47,7 +47,7 @@ typedef struct dd_index_header {
 /* Number of chunks of a disk. */
 static inline uint64_t dd_chunk_count(uint64_t disk_size, uint32_t chunk_size)
 {
-        return (disk_size + chunk_size - 1) / chunk_size;
+        return disk_size / chunk_size + (disk_size % chunk_size != 0);
 }
 
 /* Length of chunk i (the last one may be short). */

@@ -248,6 +248,19 @@ static int get_u64(json_t *obj, const char *key, bool required, uint64_t *ret)
         return 0;
 }
 
+static int get_time(json_t *obj, const char *key, int64_t *ret)
+{
+        json_t *v = json_object_get(obj, key);
+
+        *ret = 0;
+        if (!v)
+                return 0;
+        if (!json_is_integer(v))
+                return -EBADMSG;
+        *ret = (int64_t)json_integer_value(v);
+        return 0;
+}
+
 static int parse_disk(json_t *jd, dd_manifest *m)
 {
         _cleanup_free_ char *name = NULL, *checksum = NULL;
@@ -286,7 +299,6 @@ int dd_manifest_parse(const char *text, size_t len, dd_manifest **ret)
         _cleanup_(dd_manifest_freep) dd_manifest *m = NULL;
         _cleanup_free_ char *type = NULL;
         json_t *root, *vm, *disks, *config, *v;
-        uint64_t t;
         size_t i;
         int r;
 
@@ -322,12 +334,8 @@ int dd_manifest_parse(const char *text, size_t len, dd_manifest **ret)
         m->type = dd_backup_type_from_string(type);
         if (m->type < 0 || !dd_name_is_safe(m->id) || (m->parent && !dd_name_is_safe(m->parent)))
                 goto out;
-        if (get_u64(root, "time_start", false, &t) < 0)
+        if (get_time(root, "time_start", &m->time_start) < 0 || get_time(root, "time_end", &m->time_end) < 0)
                 goto out;
-        m->time_start = (int64_t)t;
-        if (get_u64(root, "time_end", false, &t) < 0)
-                goto out;
-        m->time_end = (int64_t)t;
         vm = json_object_get(root, "vm");
         if (!json_is_object(vm))
                 goto out;

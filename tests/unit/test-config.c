@@ -112,7 +112,7 @@ TEST(config_defaults)
         ASSERT_STREQ(c.runtime_dir, "/run/vbak");
         ASSERT_EQ(c.worker_threads, 4);
         ASSERT_UEQ(c.chunk_size, VB_CONFIG_CHUNK_SIZE_DEFAULT);
-        ASSERT_UEQ(c.chunk_size, 2 * 1024 * 1024);
+        ASSERT_UEQ(c.chunk_size, 1024 * 1024);
         ASSERT_STREQ(c.compression, "fast");
         ASSERT_EQ(c.fsync, SP_FSYNC_ALWAYS);
         ASSERT_UEQ(c.gc_grace, 3600);

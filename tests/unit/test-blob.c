@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-blob.c -- tests for dedup/blob.[ch]: encode/decode round trips at
+ * every kind of level for compressible, random and empty data, the choice
+ * of stored vs zstd payload, the header layout, the digest check, every
+ * single-bit flip and every truncation of small blobs, a too small output
+ * buffer, dd_blob_peek/dd_blob_check, and the compression level strings.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/util.h"
+#include "dedup/blob.h"
+#include "dedup/crc32c.h"
+#include "tests/unit/test.h"
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint64_t rng(void)
+{
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        return rng_state;
+}
+
+static void fill_random(uint8_t *p, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                p[i] = (uint8_t)rng();
+}
+
+static void fill_text(uint8_t *p, size_t n)
+{
+        static const char words[] = "the quick brown fox jumps over the lazy dog; vbak backs up virtual disks. ";
+
+        for (size_t i = 0; i < n; i++)
+                p[i] = (uint8_t)words[i % (sizeof(words) - 1)];
+}
+
+/* Encodes, checks the header, decodes with and without the digest; returns
+ * the flags. */
+static unsigned round_trip(dd_blob_ctx *ctx, int level, const uint8_t *plain, size_t len)
+{
+        size_t bound = dd_blob_bound(len);
+        _cleanup_free_ uint8_t *blob = malloc(bound);
+        _cleanup_free_ uint8_t *out = malloc(len + 1);
+        dd_blob_info info;
+        dd_digest d;
+        ssize_t n;
+
+        ASSERT_TRUE(blob && out);
+        ASSERT_TRUE(bound >= DD_BLOB_HEADER_SIZE + len);
+        n = dd_blob_encode(ctx, level, plain, len, blob, bound);
+        ASSERT_OK(n);
+        ASSERT_TRUE((size_t)n >= DD_BLOB_HEADER_SIZE && (size_t)n <= bound);
+        ASSERT_TRUE((size_t)n <= DD_BLOB_HEADER_SIZE + len); /* never bigger than stored plain */
+
+        ASSERT_MEMEQ(blob, DD_BLOB_MAGIC, 4);
+        ASSERT_EQ(blob[4], DD_BLOB_VERSION);
+        ASSERT_EQ(blob[6], 0);
+        ASSERT_EQ(blob[7], 0);
+        ASSERT_UEQ(get_le32(blob + 8), len);
+        ASSERT_UEQ(get_le32(blob + 12), dd_crc32c(0, blob + DD_BLOB_HEADER_SIZE, (size_t)n - DD_BLOB_HEADER_SIZE));
+        if (!(blob[5] & DD_BLOB_FLAG_ZSTD)) {
+                ASSERT_UEQ((size_t)n, DD_BLOB_HEADER_SIZE + len);
+                ASSERT_MEMEQ(blob + DD_BLOB_HEADER_SIZE, plain, len);
+        }
+
+        ASSERT_OK(dd_blob_peek(blob, (size_t)n, &info));
+        ASSERT_UEQ(info.plain_len, len);
+        ASSERT_EQ(info.flags, blob[5]);
+        ASSERT_OK(dd_blob_peek(blob, DD_BLOB_HEADER_SIZE, NULL)); /* the header alone is enough */
+        memset(&info, 0, sizeof(info));
+        ASSERT_OK(dd_blob_check(blob, (size_t)n, &info));
+        ASSERT_UEQ(info.plain_len, len);
+        ASSERT_UEQ(info.crc, get_le32(blob + 12));
+
+        ASSERT_OK(dd_digest_compute(plain, len, &d));
+        memset(out, 0xaa, len + 1);
+        ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, len, &d), (ssize_t)len);
+        ASSERT_MEMEQ(out, plain, len);
+        memset(out, 0xaa, len + 1);
+        ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, len + 1, NULL), (ssize_t)len);
+        ASSERT_MEMEQ(out, plain, len);
+        ASSERT_EQ(out[len], 0xaa); /* nothing written past the plain length */
+        return blob[5];
+}
+
+TEST(blob_round_trip)
+{
+        static const size_t sizes[] = { 0, 1, 2, 15, 16, 17, 100, 4096, 65536, 1 << 20 };
+        static const int levels[] = { DD_COMPRESSION_NONE, DD_COMPRESSION_FAST, 3, DD_COMPRESSION_LEVEL_MAX };
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        _cleanup_free_ uint8_t *text = malloc(1 << 20), *rnd = malloc(1 << 20), *zero = calloc(1, 1 << 20);
+
+        ASSERT_TRUE(ctx && text && rnd && zero);
+        fill_text(text, 1 << 20);
+        fill_random(rnd, 1 << 20);
+        for (size_t l = 0; l < ELEMENTSOF(levels); l++)
+                for (size_t s = 0; s < ELEMENTSOF(sizes); s++) {
+                        size_t len = sizes[s];
+                        int level = levels[l];
+                        unsigned f;
+
+                        /* Level 19 on a whole MiB is slow: keep it to the smaller sizes. */
+                        if (level == DD_COMPRESSION_LEVEL_MAX && len > 65536)
+                                continue;
+                        f = round_trip(ctx, level, text, len);
+                        if (level == DD_COMPRESSION_NONE || len == 0)
+                                ASSERT_EQ(f, 0);
+                        else if (len >= 4096)
+                                ASSERT_EQ(f, DD_BLOB_FLAG_ZSTD);
+                        /* Random data never compresses: stored as is. */
+                        ASSERT_EQ(round_trip(ctx, level, rnd, len), 0);
+                        f = round_trip(ctx, level, zero, len);
+                        if (level > DD_COMPRESSION_NONE && len >= 100)
+                                ASSERT_EQ(f, DD_BLOB_FLAG_ZSTD);
+                }
+}
+
+TEST(blob_compresses)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        _cleanup_free_ uint8_t *text = malloc(65536), *blob = malloc(dd_blob_bound(65536));
+        ssize_t fast, best, none;
+
+        ASSERT_TRUE(ctx && text && blob);
+        fill_text(text, 65536);
+        none = dd_blob_encode(ctx, DD_COMPRESSION_NONE, text, 65536, blob, dd_blob_bound(65536));
+        fast = dd_blob_encode(ctx, DD_COMPRESSION_FAST, text, 65536, blob, dd_blob_bound(65536));
+        best = dd_blob_encode(ctx, DD_COMPRESSION_LEVEL_MAX, text, 65536, blob, dd_blob_bound(65536));
+        ASSERT_EQ(none, DD_BLOB_HEADER_SIZE + 65536);
+        ASSERT_TRUE(fast > DD_BLOB_HEADER_SIZE && fast < 65536 / 10);
+        ASSERT_TRUE(best > DD_BLOB_HEADER_SIZE && best <= fast);
+}
+
+TEST(blob_encode_refuses)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        uint8_t plain[100] = { 0 }, out[256];
+
+        ASSERT_TRUE(ctx);
+        ASSERT_ERR(dd_blob_encode(NULL, 1, plain, sizeof(plain), out, sizeof(out)), EINVAL);
+        ASSERT_ERR(dd_blob_encode(ctx, 1, NULL, sizeof(plain), out, sizeof(out)), EINVAL);
+        ASSERT_ERR(dd_blob_encode(ctx, 1, plain, sizeof(plain), NULL, sizeof(out)), EINVAL);
+        /* The output must hold the bound, even when the result would fit. */
+        ASSERT_ERR(dd_blob_encode(ctx, 1, plain, sizeof(plain), out, dd_blob_bound(sizeof(plain)) - 1), EINVAL);
+        ASSERT_ERR(dd_blob_encode(ctx, 1, plain, (size_t)DD_BLOB_PLAIN_MAX + 1, out, SIZE_MAX), EINVAL);
+}
+
+/* No data needs no pointer: the check only refuses NULL with a length. */
+TEST(blob_encode_empty_null)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        uint8_t blob[256], out[16];
+        dd_digest d;
+
+        ASSERT_TRUE(ctx);
+        ASSERT_OK(dd_digest_compute("", 0, &d));
+        for (int level = DD_COMPRESSION_NONE; level <= 3; level++) {
+                ssize_t n = dd_blob_encode(ctx, level, NULL, 0, blob, sizeof(blob));
+                ASSERT_EQ(n, DD_BLOB_HEADER_SIZE);
+                ASSERT_EQ(blob[5], 0);
+                ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), &d), 0);
+        }
+}
+
+TEST(blob_wrong_digest)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        uint8_t plain[5000], blob[8192], out[5000];
+        static const int levels[] = { DD_COMPRESSION_NONE, DD_COMPRESSION_FAST };
+
+        ASSERT_TRUE(ctx);
+        fill_text(plain, sizeof(plain));
+        for (size_t l = 0; l < ELEMENTSOF(levels); l++) {
+                ssize_t n = dd_blob_encode(ctx, levels[l], plain, sizeof(plain), blob, sizeof(blob));
+                dd_digest d, other;
+
+                ASSERT_OK(n);
+                ASSERT_OK(dd_digest_compute(plain, sizeof(plain), &d));
+                ASSERT_OK(dd_digest_compute(plain, sizeof(plain) - 1, &other));
+                ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), &other), EBADMSG);
+                for (int i = 0; i < DD_DIGEST_SIZE; i++) {
+                        other = d;
+                        other.b[i] ^= 0x01;
+                        ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), &other), EBADMSG);
+                }
+                other = DD_DIGEST_NULL;
+                ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), &other), EBADMSG);
+                ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), &d), sizeof(plain));
+        }
+
+        /* The empty blob too. */
+        ssize_t n = dd_blob_encode(ctx, DD_COMPRESSION_FAST, "", 0, blob, sizeof(blob));
+        dd_digest d = DD_DIGEST_NULL;
+        ASSERT_EQ(n, DD_BLOB_HEADER_SIZE);
+        ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), &d), EBADMSG);
+        ASSERT_OK(dd_digest_compute("", 0, &d));
+        ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, 0, &d), 0);
+}
+
+/* Flips every bit of a blob in turn: decoding must fail with -EBADMSG or
+ * -EPROTONOSUPPORT, with and without the expected digest, into a buffer as
+ * big as any blob can need. Into a buffer of exactly the plain length, a
+ * plain length grown by the flip is -ENOBUFS: that header field is not under
+ * the CRC, and the pools map -ENOBUFS to -EBADMSG. */
+static void flip_every_bit(dd_blob_ctx *ctx, int level, const uint8_t *plain, size_t len, unsigned want_flags)
+{
+        uint8_t blob[1024], copy[1024];
+        _cleanup_free_ uint8_t *out = malloc(DD_BLOB_PLAIN_MAX);
+        ssize_t n = dd_blob_encode(ctx, level, plain, len, blob, sizeof(blob));
+        dd_digest d;
+
+        ASSERT_TRUE(out);
+        ASSERT_OK(n);
+        ASSERT_EQ(blob[5], want_flags);
+        ASSERT_OK(dd_digest_compute(plain, len, &d));
+        for (size_t i = 0; i < (size_t)n; i++)
+                for (int bit = 0; bit < 8; bit++) {
+                        memcpy(copy, blob, (size_t)n);
+                        copy[i] ^= (uint8_t)(1u << bit);
+                        ssize_t r1 = dd_blob_decode(ctx, copy, (size_t)n, out, DD_BLOB_PLAIN_MAX, &d);
+                        ssize_t r2 = dd_blob_decode(ctx, copy, (size_t)n, out, DD_BLOB_PLAIN_MAX, NULL);
+                        ssize_t r3 = dd_blob_decode(ctx, copy, (size_t)n, out, len, &d);
+                        int c = dd_blob_check(copy, (size_t)n, NULL);
+                        bool grown =
+                                i >= 8 && i < 12 && get_le32(copy + 8) > len && get_le32(copy + 8) <= DD_BLOB_PLAIN_MAX;
+
+                        if (r1 != -EBADMSG && r1 != -EPROTONOSUPPORT)
+                                TEST_FAIL_("level %d, %zu plain bytes, byte %zu bit %d: decode with digest gave %zd",
+                                           level, len, i, bit, r1);
+                        if (r2 != -EBADMSG && r2 != -EPROTONOSUPPORT)
+                                TEST_FAIL_("level %d, %zu plain bytes, byte %zu bit %d: decode gave %zd", level, len, i,
+                                           bit, r2);
+                        if (r3 != -EBADMSG && r3 != -EPROTONOSUPPORT && !(grown && r3 == -ENOBUFS))
+                                TEST_FAIL_("level %d, %zu plain bytes, byte %zu bit %d: decode into %zu bytes "
+                                           "gave %zd",
+                                           level, len, i, bit, len, r3);
+                        /* The payload is covered by the CRC: check alone sees it. */
+                        if (i >= DD_BLOB_HEADER_SIZE && c != -EBADMSG)
+                                TEST_FAIL_("byte %zu bit %d: check gave %d", i, bit, c);
+                }
+}
+
+TEST(blob_bit_flips)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        uint8_t text[300], rnd[200];
+
+        ASSERT_TRUE(ctx);
+        fill_text(text, sizeof(text));
+        fill_random(rnd, sizeof(rnd));
+        flip_every_bit(ctx, DD_COMPRESSION_NONE, text, sizeof(text), 0);
+        flip_every_bit(ctx, DD_COMPRESSION_FAST, text, sizeof(text), DD_BLOB_FLAG_ZSTD);
+        flip_every_bit(ctx, DD_COMPRESSION_LEVEL_MAX, text, sizeof(text), DD_BLOB_FLAG_ZSTD);
+        flip_every_bit(ctx, DD_COMPRESSION_FAST, rnd, sizeof(rnd), 0);
+        flip_every_bit(ctx, DD_COMPRESSION_NONE, rnd, 1, 0);
+}
+
+/* The empty blob: with the zstd flag flipped on, an empty payload is no
+ * zstd frame, yet decodes to nothing, which is what the blob held. */
+TEST(blob_bit_flips_empty)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        uint8_t blob[256], copy[256], out[64];
+        ssize_t n = dd_blob_encode(ctx, DD_COMPRESSION_FAST, "", 0, blob, sizeof(blob));
+        dd_digest d;
+
+        ASSERT_TRUE(ctx);
+        ASSERT_EQ(n, DD_BLOB_HEADER_SIZE);
+        ASSERT_OK(dd_digest_compute("", 0, &d));
+        for (size_t i = 0; i < (size_t)n; i++)
+                for (int bit = 0; bit < 8; bit++) {
+                        memcpy(copy, blob, (size_t)n);
+                        copy[i] ^= (uint8_t)(1u << bit);
+                        ssize_t r = dd_blob_decode(ctx, copy, (size_t)n, out, sizeof(out), &d);
+                        if (r >= 0 && r != 0)
+                                TEST_FAIL_("byte %zu bit %d: decoded %zd bytes from an empty blob", i, bit, r);
+                        if (r < 0 && r != -EBADMSG && r != -EPROTONOSUPPORT)
+                                TEST_FAIL_("byte %zu bit %d: decode gave %zd", i, bit, r);
+                }
+}
+
+/* A flipped plain length into a buffer that holds the true length. */
+TEST(blob_plain_length_grown)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        uint8_t text[300], blob[1024], out[300];
+        ssize_t n;
+
+        ASSERT_TRUE(ctx);
+        fill_text(text, sizeof(text));
+        n = dd_blob_encode(ctx, DD_COMPRESSION_FAST, text, sizeof(text), blob, sizeof(blob));
+        ASSERT_OK(n);
+        ASSERT_EQ(blob[5], DD_BLOB_FLAG_ZSTD);
+        blob[9] ^= 0x10; /* plain length 300 -> 4396 */
+        ASSERT_OK(dd_blob_check(blob, (size_t)n, NULL));
+        ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), NULL), ENOBUFS);
+        blob[9] ^= 0x10;
+        blob[8] ^= 0x01; /* 300 -> 301: the frame holds 300 */
+        uint8_t big[400];
+        ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, big, sizeof(big), NULL), EBADMSG);
+        blob[8] ^= 0x03; /* 300 -> 302 -> 298 */
+        ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, big, sizeof(big), NULL), EBADMSG);
+}
+
+TEST(blob_truncated)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        static const int levels[] = { DD_COMPRESSION_NONE, DD_COMPRESSION_FAST };
+        uint8_t text[3000], blob[4096], out[3000];
+
+        ASSERT_TRUE(ctx);
+        fill_text(text, sizeof(text));
+        for (size_t l = 0; l < ELEMENTSOF(levels); l++) {
+                ssize_t n = dd_blob_encode(ctx, levels[l], text, sizeof(text), blob, sizeof(blob));
+                dd_digest d;
+
+                ASSERT_OK(n);
+                ASSERT_OK(dd_digest_compute(text, sizeof(text), &d));
+                for (size_t len = 0; len < (size_t)n; len++) {
+                        ssize_t r = dd_blob_decode(ctx, blob, len, out, sizeof(out), &d);
+                        if (r != -EBADMSG)
+                                TEST_FAIL_("level %d: %zu of %zd bytes decoded to %zd", levels[l], len, n, r);
+                        ASSERT_ERR(dd_blob_check(blob, len, NULL), EBADMSG);
+                        ASSERT_ERR(dd_blob_decode(ctx, blob, len, out, sizeof(out), NULL), EBADMSG);
+                }
+                /* Trailing garbage is damage too. */
+                blob[n] = 0;
+                ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n + 1, out, sizeof(out), &d), EBADMSG);
+                ASSERT_ERR(dd_blob_check(blob, (size_t)n + 1, NULL), EBADMSG);
+        }
+        ASSERT_ERR(dd_blob_peek(blob, DD_BLOB_HEADER_SIZE - 1, NULL), EBADMSG);
+        ASSERT_ERR(dd_blob_peek(NULL, 100, NULL), EBADMSG);
+        ASSERT_ERR(dd_blob_check(NULL, 0, NULL), EBADMSG);
+}
+
+TEST(blob_out_too_small)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        static const int levels[] = { DD_COMPRESSION_NONE, DD_COMPRESSION_FAST };
+        uint8_t text[3000], blob[4096], out[3000];
+
+        ASSERT_TRUE(ctx);
+        fill_text(text, sizeof(text));
+        for (size_t l = 0; l < ELEMENTSOF(levels); l++) {
+                ssize_t n = dd_blob_encode(ctx, levels[l], text, sizeof(text), blob, sizeof(blob));
+
+                ASSERT_OK(n);
+                memset(out, 0x5a, sizeof(out));
+                ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out) - 1, NULL), ENOBUFS);
+                ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, 0, NULL), ENOBUFS);
+                ASSERT_EQ(out[0], 0x5a);
+                ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), NULL), sizeof(text));
+        }
+        ASSERT_ERR(dd_blob_decode(NULL, blob, 100, out, sizeof(out), NULL), EINVAL);
+        ASSERT_ERR(dd_blob_decode(ctx, blob, 100, NULL, sizeof(out), NULL), EINVAL);
+}
+
+/* Builds a blob by hand with a valid CRC over payload. */
+static size_t make_blob(uint8_t *b, uint8_t version, uint8_t flags, uint16_t reserved, uint32_t plain_len,
+                        const void *payload, size_t n)
+{
+        memcpy(b, DD_BLOB_MAGIC, 4);
+        b[4] = version;
+        b[5] = flags;
+        put_le16(b + 6, reserved);
+        put_le32(b + 8, plain_len);
+        memcpy(b + DD_BLOB_HEADER_SIZE, payload, n);
+        put_le32(b + 12, dd_crc32c(0, b + DD_BLOB_HEADER_SIZE, n));
+        return DD_BLOB_HEADER_SIZE + n;
+}
+
+TEST(blob_peek_and_check)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        uint8_t b[256], out[256];
+        dd_blob_info info;
+        size_t n;
+
+        ASSERT_TRUE(ctx);
+        n = make_blob(b, DD_BLOB_VERSION, 0, 0, 5, "hello", 5);
+        ASSERT_OK(dd_blob_check(b, n, &info));
+        ASSERT_EQ(info.plain_len, 5);
+        ASSERT_EQ(info.flags, 0);
+        ASSERT_EQ(info.crc, dd_crc32c(0, "hello", 5));
+        ASSERT_EQ(dd_blob_decode(ctx, b, n, out, sizeof(out), NULL), 5);
+        ASSERT_MEMEQ(out, "hello", 5);
+
+        /* Unknown version and flags: not supported rather than damaged. */
+        n = make_blob(b, 2, 0, 0, 5, "hello", 5);
+        ASSERT_ERR(dd_blob_peek(b, n, &info), EPROTONOSUPPORT);
+        ASSERT_ERR(dd_blob_check(b, n, &info), EPROTONOSUPPORT);
+        ASSERT_ERR(dd_blob_decode(ctx, b, n, out, sizeof(out), NULL), EPROTONOSUPPORT);
+        n = make_blob(b, 0, 0, 0, 5, "hello", 5);
+        ASSERT_ERR(dd_blob_peek(b, n, NULL), EPROTONOSUPPORT);
+        n = make_blob(b, DD_BLOB_VERSION, DD_BLOB_FLAG_ENCRYPTED, 0, 5, "hello", 5);
+        ASSERT_ERR(dd_blob_check(b, n, NULL), EPROTONOSUPPORT);
+        ASSERT_ERR(dd_blob_decode(ctx, b, n, out, sizeof(out), NULL), EPROTONOSUPPORT);
+        for (int bit = 2; bit < 8; bit++) {
+                n = make_blob(b, DD_BLOB_VERSION, (uint8_t)(1u << bit), 0, 5, "hello", 5);
+                ASSERT_ERR(dd_blob_peek(b, n, NULL), EPROTONOSUPPORT);
+        }
+
+        /* Damaged header fields. */
+        n = make_blob(b, DD_BLOB_VERSION, 0, 1, 5, "hello", 5);
+        ASSERT_ERR(dd_blob_peek(b, n, NULL), EBADMSG);
+        n = make_blob(b, DD_BLOB_VERSION, 0, 0, 4, "hello", 5);
+        ASSERT_OK(dd_blob_peek(b, n, NULL));
+        ASSERT_ERR(dd_blob_check(b, n, NULL), EBADMSG); /* stored length differs */
+        n = make_blob(b, DD_BLOB_VERSION, 0, 0, DD_BLOB_PLAIN_MAX + 1, "hello", 5);
+        ASSERT_ERR(dd_blob_peek(b, n, NULL), EBADMSG);
+        n = make_blob(b, DD_BLOB_VERSION, DD_BLOB_FLAG_ZSTD, 0, UINT32_MAX, "hello", 5);
+        ASSERT_ERR(dd_blob_peek(b, n, NULL), EBADMSG);
+        n = make_blob(b, DD_BLOB_VERSION, 0, 0, 5, "hello", 5);
+        b[0] = 'X';
+        ASSERT_ERR(dd_blob_peek(b, n, NULL), EBADMSG);
+        n = make_blob(b, DD_BLOB_VERSION, 0, 0, 5, "hello", 5);
+        b[12] ^= 1;
+        ASSERT_OK(dd_blob_peek(b, n, NULL)); /* peek does not read the payload */
+        ASSERT_ERR(dd_blob_check(b, n, NULL), EBADMSG);
+
+        /* A payload flagged zstd that is no zstd frame. */
+        n = make_blob(b, DD_BLOB_VERSION, DD_BLOB_FLAG_ZSTD, 0, 5, "hello", 5);
+        ASSERT_OK(dd_blob_check(b, n, NULL));
+        ASSERT_ERR(dd_blob_decode(ctx, b, n, out, sizeof(out), NULL), EBADMSG);
+}
+
+/* A zstd frame whose content is longer or shorter than the header says. */
+TEST(blob_zstd_length_mismatch)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        uint8_t text[1000], blob[2048], b[2048], out[2048];
+        ssize_t n;
+
+        ASSERT_TRUE(ctx);
+        fill_text(text, sizeof(text));
+        n = dd_blob_encode(ctx, DD_COMPRESSION_FAST, text, sizeof(text), blob, sizeof(blob));
+        ASSERT_OK(n);
+        ASSERT_EQ(blob[5], DD_BLOB_FLAG_ZSTD);
+        for (uint32_t plain = 0; plain < 1100; plain += plain < 990 ? 97 : 1) {
+                size_t m;
+
+                if (plain == sizeof(text))
+                        continue;
+                m = make_blob(b, DD_BLOB_VERSION, DD_BLOB_FLAG_ZSTD, 0, plain, blob + DD_BLOB_HEADER_SIZE,
+                              (size_t)n - DD_BLOB_HEADER_SIZE);
+                ASSERT_OK(dd_blob_check(b, m, NULL));
+                ASSERT_ERR(dd_blob_decode(ctx, b, m, out, sizeof(out), NULL), EBADMSG);
+        }
+}
+
+TEST(blob_compression_strings)
+{
+        int level;
+        char buf[32];
+
+        level = -1;
+        ASSERT_OK(dd_compression_from_string("none", &level));
+        ASSERT_EQ(level, DD_COMPRESSION_NONE);
+        ASSERT_OK(dd_compression_from_string("fast", &level));
+        ASSERT_EQ(level, DD_COMPRESSION_FAST);
+        ASSERT_OK(dd_compression_from_string("zstd:1", &level));
+        ASSERT_EQ(level, 1);
+        ASSERT_OK(dd_compression_from_string("zstd:3", &level));
+        ASSERT_EQ(level, 3);
+        ASSERT_OK(dd_compression_from_string("zstd:19", &level));
+        ASSERT_EQ(level, 19);
+
+        static const char *const bad[] = {
+                "zstd:0",   "zstd:20", "zstd:",   "zstd:1x", "gzip",  "",     "zstd", "zstd:-1",
+                "zstd:+1",  "zstd: 1", "zstd:1 ", " none",   "none ", "NONE", "Fast", "zstd:99999999999999999999",
+                "zstd:0x3", "lz4",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                level = 42;
+                if (dd_compression_from_string(bad[i], &level) != -EINVAL)
+                        TEST_FAIL_("\"%s\" accepted", bad[i]);
+                ASSERT_EQ(level, 42);
+        }
+        ASSERT_ERR(dd_compression_from_string(NULL, &level), EINVAL);
+
+        ASSERT_STREQ(dd_compression_to_string(DD_COMPRESSION_NONE, buf, sizeof(buf)), "none");
+        ASSERT_STREQ(dd_compression_to_string(DD_COMPRESSION_FAST, buf, sizeof(buf)), "fast");
+        ASSERT_STREQ(dd_compression_to_string(7, buf, sizeof(buf)), "zstd:7");
+        ASSERT_STREQ(dd_compression_to_string(19, buf, sizeof(buf)), "zstd:19");
+        for (int l = 0; l <= DD_COMPRESSION_LEVEL_MAX; l++) {
+                level = -1;
+                ASSERT_OK(dd_compression_from_string(dd_compression_to_string(l, buf, sizeof(buf)), &level));
+                ASSERT_EQ(level, l);
+        }
+}
+
+TEST(blob_ctx_reuse)
+{
+        /* One context encodes and decodes many blobs of different levels in turn. */
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        uint8_t plain[2000], blob[4096], out[2000];
+
+        ASSERT_TRUE(ctx);
+        ASSERT_TRUE(dd_blob_ctx_free(NULL) == NULL);
+        for (int i = 0; i < 50; i++) {
+                size_t len = (size_t)(i * 37) % sizeof(plain);
+                ssize_t n;
+
+                fill_text(plain, len);
+                plain[len / 2] = (uint8_t)i;
+                n = dd_blob_encode(ctx, i % 6, plain, len, blob, sizeof(blob));
+                ASSERT_OK(n);
+                ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), NULL), len);
+                ASSERT_MEMEQ(out, plain, len);
+        }
+}
