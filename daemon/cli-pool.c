@@ -358,8 +358,8 @@ static int cmd_backup(int argc, char **argv)
                 return fail(VB_E_USAGE, "pool backup needs PATH, --vm, --disk and --source (see --help)");
         if (!dd_name_is_safe(vm))
                 return fail(VB_E_USAGE, "VM name '%s': use 1-64 letters, digits, '.', '_' or '-'", vm);
-        if (!dd_name_is_safe(disk))
-                return fail(VB_E_USAGE, "disk name '%s': use 1-64 letters, digits, '.', '_' or '-'", disk);
+        if (!dd_disk_name_is_safe(disk))
+                return fail(VB_E_USAGE, "disk name '%s': use 1-48 letters, digits, '.', '_' or '-'", disk);
         if (!changed != !parent_arg)
                 return fail(VB_E_USAGE, "an incremental needs both --changed and --parent");
         code = open_pool(argv[optind], &p);
@@ -452,7 +452,7 @@ static int cmd_backup(int argc, char **argv)
                         code = fail_errno(r, "backup failed, nothing was committed");
                 goto out;
         }
-        dw->disk->bytes_read = st.res.bytes_done;
+        dw->bytes_read = st.res.bytes_done;
         r = p->drv->disk_end(dw);
         if (r < 0) {
                 p->drv->abort(w);

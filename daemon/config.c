@@ -101,7 +101,8 @@ static const struct vb_config_enum_value fsync_modes[] = {
 };
 
 #define COMPRESSION_ALLOWED                                                                                            \
-        "none, fast or zstd:N with N " "1-" STRINGIFY(DD_COMPRESSION_LEVEL_MAX)
+        "none, fast or zstd:N with N "                                                                                 \
+        "1-" STRINGIFY(DD_COMPRESSION_LEVEL_MAX)
 
 static int check_absolute_path(const char *value)
 {

@@ -138,5 +138,4 @@ int vb_config_key_set(const struct vb_config_key *k, void *base, const char *val
  * Returns the length, -EINVAL, or -ENOBUFS when buf is too small. */
 int vb_config_key_format(const struct vb_config_key *k, const void *base, char *buf, size_t size);
 
-
 #endif

@@ -48,6 +48,11 @@ bool dd_name_is_safe(const char *s)
         return true;
 }
 
+bool dd_disk_name_is_safe(const char *s)
+{
+        return dd_name_is_safe(s) && strlen(s) <= DD_DISK_NAME_MAX;
+}
+
 dd_manifest *dd_manifest_new(void)
 {
         return calloc(1, sizeof(dd_manifest));

@@ -88,4 +88,9 @@ int dd_manifest_format(const dd_manifest *m, char **ret);
  * not starting with '.' or '-'. */
 bool dd_name_is_safe(const char *s);
 
+/* Disk names are safe names of at most DD_DISK_NAME_MAX characters, so that
+ * the per-disk file names (name plus a suffix) are safe names too. */
+#define DD_DISK_NAME_MAX 48
+bool dd_disk_name_is_safe(const char *s);
+
 #endif

@@ -67,7 +67,9 @@ typedef struct pending_blob {
 
 typedef struct dedup_disk_writer {
         sp_disk_writer base;
+        char *name;
         dd_index_writer *iw;
+        uint64_t bytes_new, bytes_data;
         dd_index *parent; /* the parent's index of this disk, when it has one */
         uint64_t parent_count;
         pthread_mutex_t lock; /* guards pending; prepare runs on several threads */
@@ -180,7 +182,7 @@ static int dedup_begin(sp_pool *p, const dd_manifest *tmpl, sp_writer **ret)
                 goto fail;
         }
         if (tmpl->parent) {
-                r = sp_pool_find(p, tmpl->parent, NULL, &w->parent);
+                r = sp_fs_find(p, tmpl, tmpl->parent, &w->parent);
                 if (r < 0)
                         goto fail;
         }
@@ -208,23 +210,25 @@ static int dedup_disk_begin(sp_writer *base, const char *disk, uint64_t size, sp
         dedup_writer *w = container_of(base, dedup_writer, base);
         sp_pool *p = base->pool;
         dedup_disk_writer *dw;
-        _cleanup_free_ char *name = NULL;
-        dd_manifest_disk *md;
+        _cleanup_free_ char *index = NULL;
         int r;
 
-        if (asprintf(&name, "%s" DD_INDEX_SUFFIX, disk) < 0)
+        if (!dd_disk_name_is_safe(disk))
+                return -EINVAL;
+        if (dd_manifest_find_disk(base->m, disk))
+                return -EEXIST;
+        if (asprintf(&index, "%s" DD_INDEX_SUFFIX, disk) < 0)
                 return -ENOMEM;
-        r = dd_manifest_add_disk(base->m, disk, &md);
-        if (r < 0)
-                return r;
         dw = calloc(1, sizeof(*dw));
         if (!dw)
                 return -ENOMEM;
         pthread_mutex_init(&dw->lock, NULL);
-        dw->base = (sp_disk_writer){ .w = base, .disk = md, .size = size, .chunk_size = p->opts.chunk_size };
-        md->size = size;
-        md->chunk_size = p->opts.chunk_size;
-        md->index = TAKE_PTR(name);
+        dw->base = (sp_disk_writer){ .w = base, .size = size, .chunk_size = p->opts.chunk_size };
+        dw->name = strdup(disk);
+        if (!dw->name) {
+                r = -ENOMEM;
+                goto fail;
+        }
         if (w->parent) {
                 const dd_manifest_disk *pd = dd_manifest_find_disk(w->parent, disk);
                 _cleanup_close_ int pdir = -1;
@@ -244,7 +248,7 @@ static int dedup_disk_begin(sp_writer *base, const char *disk, uint64_t size, sp
                         dw->parent_count = dd_index_get_header(dw->parent)->chunk_count;
                 }
         }
-        r = dd_index_writer_new(w->rp.dirfd, md->index, size, p->opts.chunk_size, &dw->iw);
+        r = dd_index_writer_new(w->rp.dirfd, index, size, p->opts.chunk_size, &dw->iw);
         if (r < 0)
                 goto fail;
         *ret = &dw->base;
@@ -252,6 +256,7 @@ static int dedup_disk_begin(sp_writer *base, const char *disk, uint64_t size, sp
 fail:
         dd_index_free(dw->parent);
         pthread_mutex_destroy(&dw->lock);
+        free(dw->name);
         free(dw);
         return r;
 }
@@ -406,9 +411,9 @@ static int dedup_chunk_commit(sp_disk_writer *base, sp_chunk *c)
 
         if (r < 0)
                 return r;
-        base->disk->bytes_new += c->bytes_new;
+        dw->bytes_new += c->bytes_new;
         if (!dd_digest_is_null(&c->digest))
-                base->disk->bytes_data += c->length;
+                dw->bytes_data += c->length;
         return 0;
 }
 
@@ -427,7 +432,7 @@ static int dedup_chunk_skip(sp_disk_writer *base, uint64_t index)
                         r = chunk_touch(base->w->pool, &d);
                         if (r <= 0)
                                 return r < 0 ? r : -ENODATA;
-                        base->disk->bytes_data += dd_chunk_length(base->size, base->chunk_size, index);
+                        dw->bytes_data += dd_chunk_length(base->size, base->chunk_size, index);
                 }
         }
         return dd_index_writer_append(dw->iw, &d);
@@ -441,6 +446,7 @@ static void disk_writer_free(dedup_disk_writer *dw)
         }
         pthread_mutex_destroy(&dw->lock);
         dd_index_writer_free(dw->iw);
+        free(dw->name);
         dd_index_free(dw->parent);
         free(dw);
 }
@@ -449,6 +455,7 @@ static int dedup_disk_end(sp_disk_writer *base)
 {
         dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
         sp_pool *p = base->w->pool;
+        dd_manifest_disk *md;
         dd_index_header h;
         int r;
 
@@ -456,7 +463,19 @@ static int dedup_disk_end(sp_disk_writer *base)
         if (r >= 0)
                 r = dd_index_writer_finish(dw->iw, p->opts.fsync == SP_FSYNC_ALWAYS, &h);
         if (r >= 0)
-                base->disk->index_checksum = h.checksum;
+                r = dd_manifest_add_disk(base->w->m, dw->name, &md);
+        if (r >= 0) {
+                md->size = base->size;
+                md->chunk_size = base->chunk_size;
+                md->index_checksum = h.checksum;
+                md->bytes_read = base->bytes_read;
+                md->bytes_new = dw->bytes_new;
+                md->bytes_data = dw->bytes_data;
+                if (asprintf(&md->index, "%s" DD_INDEX_SUFFIX, dw->name) < 0) {
+                        md->index = NULL;
+                        r = -ENOMEM;
+                }
+        }
         disk_writer_free(dw);
         return r;
 }

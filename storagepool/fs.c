@@ -36,14 +36,15 @@ static int format_uuid(char out[37])
 
 int sp_fs_create(const char *path, const sp_options *o)
 {
-        static const char *const dirs[] = { "chunks", "vms", "tmp", "locks" };
+        static const char *const dirs[] = { "vms", "tmp", "locks", "chunks" };
+        const sp_driver *drv = sp_driver_find(o ? o->type : NULL);
         _cleanup_close_ int dirfd = -1;
         _cleanup_free_ char *text = NULL;
         char uuid[37], comp[32];
         json_t *j;
         int r;
 
-        if (!path || !o || !o->type)
+        if (!path || !o || !drv)
                 return -EINVAL;
         r = vb_mkdir_p_at(AT_FDCWD, path, 0755);
         if (r < 0)
@@ -53,7 +54,8 @@ int sp_fs_create(const char *path, const sp_options *o)
                 return -errno;
         if (faccessat(dirfd, SP_POOL_FILE, F_OK, 0) == 0)
                 return -EEXIST;
-        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+        /* chunks/ (the last one) only for pools that share chunks. */
+        for (size_t i = 0; i < ELEMENTSOF(dirs) - !(drv->caps & SP_CAP_DEDUP); i++)
                 if (mkdirat(dirfd, dirs[i], 0755) < 0 && errno != EEXIST)
                         return -errno;
         r = format_uuid(uuid);
@@ -408,6 +410,47 @@ int sp_fs_list(sp_pool *p, const char *vm, sp_problem_fn problem, void *userdata
         *ret = ctx.v;
         *ret_n = ctx.n;
         return 0;
+}
+
+int sp_fs_find(sp_pool *p, const dd_manifest *ident, const char *id, dd_manifest **ret)
+{
+        _cleanup_free_ char *path = NULL, *mpath = NULL, *text = NULL, *expect = NULL;
+        _cleanup_(dd_manifest_freep) dd_manifest *m = NULL;
+        dd_manifest **v = NULL;
+        dd_manifest where = *ident;
+        size_t len, n = 0;
+        int r;
+
+        /* Where the same VM's restore point lives: one read, no scan. */
+        where.id = (char *)id;
+        if (sp_fs_rp_path(&where, &path) >= 0) {
+                if (asprintf(&mpath, "%s/" DD_MANIFEST_NAME, path) < 0)
+                        return -ENOMEM;
+                r = vb_read_file_at(p->dirfd, mpath, DD_MANIFEST_MAX_SIZE, &text, &len);
+                if (r >= 0)
+                        r = dd_manifest_parse(text, len, &m);
+                if (r >= 0 && (!streq(m->id, id) || sp_fs_rp_path(m, &expect) < 0 || !streq(expect, path)))
+                        r = -EBADMSG;
+                if (r >= 0) {
+                        *ret = TAKE_PTR(m);
+                        return 0;
+                }
+                if (r != -ENOENT)
+                        return r == -EFBIG ? -EBADMSG : r;
+        }
+        /* Elsewhere (the VM's identity changed): look through the pool. */
+        r = sp_fs_list(p, NULL, NULL, NULL, &v, &n);
+        if (r < 0)
+                return r;
+        r = -ENOENT;
+        for (size_t i = 0; i < n; i++)
+                if (streq(v[i]->id, id)) {
+                        *ret = TAKE_PTR(v[i]);
+                        r = 0;
+                        break;
+                }
+        sp_manifests_free(v, n);
+        return r;
 }
 
 int sp_fs_remove(sp_pool *p, const dd_manifest *m)

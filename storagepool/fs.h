@@ -65,6 +65,11 @@ void sp_fs_rp_abort(sp_pool *p, sp_fs_rp *rp);
 /* All committed restore points (of vm name, or all), oldest first. */
 int sp_fs_list(sp_pool *p, const char *vm, sp_problem_fn problem, void *userdata, dd_manifest ***ret, size_t *ret_n);
 
+/* The committed restore point id of the VM that ident names (platform and
+ * key as in sp_fs_rp_path): read directly from where it must be, else looked
+ * for in the whole pool. -ENOENT when there is none. */
+int sp_fs_find(sp_pool *p, const dd_manifest *ident, const char *id, dd_manifest **ret);
+
 /* Deletes a committed restore point: manifest first (synced), then the rest. */
 int sp_fs_remove(sp_pool *p, const dd_manifest *m);
 

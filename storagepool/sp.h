@@ -78,9 +78,9 @@ typedef struct sp_writer {
 
 typedef struct sp_disk_writer {
         sp_writer *w;
-        dd_manifest_disk *disk; /* entry in w->m */
         uint64_t size;
         uint32_t chunk_size;
+        uint64_t bytes_read; /* set by the caller before disk_end: bytes read from the source */
 } sp_disk_writer;
 
 typedef struct sp_disk_reader {
@@ -116,9 +116,11 @@ typedef struct sp_chunk {
 uint8_t *sp_chunk_aux(sp_chunk *c);
 
 typedef struct sp_problem {
-        const char *kind;   /* "chunk-corrupt", "chunk-missing", "index-corrupt", "manifest-corrupt", ... */
-        const char *object; /* the chunk digest, or the file's path in the pool */
-        const char *detail; /* what is wrong, in words */
+        const char *kind;                  /* "manifest-corrupt", dedup: "chunk-corrupt", "chunk-missing",
+                                            * "index-corrupt"; standard: "stream-corrupt", "stream-missing",
+                                            * "record-corrupt", "parent-missing" */
+        const char *object;                /* the chunk digest, or the file's path in the pool */
+        const char *detail;                /* what is wrong, in words */
         const char *const *restore_points; /* ids of the restore points it breaks */
         size_t n_restore_points;
 } sp_problem;
@@ -198,9 +200,11 @@ typedef struct sp_driver {
         /* MUST: on the caller's thread, in chunk order: a chunk nothing was read
          * from (unallocated in a full backup, unchanged in an incremental). */
         int (*chunk_skip)(sp_disk_writer *dw, uint64_t index);
-        /* MUST: finish the disk's files and fill dw->disk; frees dw, also on failure. */
+        /* MUST: finish the disk's files and add its entry to w->m (the manifest
+         * has no entry for a disk before that); frees dw, also on failure. */
         int (*disk_end)(sp_disk_writer *dw);
-        /* MUST: drop an unfinished disk; frees dw. */
+        /* MUST: drop an unfinished disk, including chunks prepared but never
+         * committed (the pipeline drops its slots after an error); frees dw. */
         void (*disk_abort)(sp_disk_writer *dw);
         /* MUST: make the restore point exist (write its manifest); frees w, also
          * on failure. ret (may be NULL) receives a copy of the manifest. */
@@ -218,7 +222,9 @@ typedef struct sp_driver {
         /* MUST */
         void (*reader_close)(sp_disk_reader *r);
 
-        /* MAY: check stored data; problems through o->problem. Returns the number of problems. */
+        /* MAY: check stored data of the restore points (o->ids, or all) and
+         * of everything they depend on; problems through o->problem. Returns
+         * the number of problems; -ENOENT for an id that is not there. */
         int (*verify)(sp_pool *p, const sp_verify_opts *o, sp_verify_result *ret);
         /* MAY: remove what no restore point references (and unfinished leftovers). */
         int (*gc)(sp_pool *p, const sp_gc_opts *o, sp_gc_result *ret);

@@ -124,7 +124,7 @@ static inline int tp_backup(sp_pool *p, const char *vm, int fd, uint64_t size, c
                 p->drv->abort(w);
                 return r;
         }
-        dw->disk->bytes_read = d.res.bytes_done;
+        dw->bytes_read = d.res.bytes_done;
         r = p->drv->disk_end(dw);
         if (r < 0) {
                 p->drv->abort(w);

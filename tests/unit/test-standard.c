@@ -197,7 +197,7 @@ static void write_disk(sp_writer *w, const char *name, const uint8_t *src, uint6
 
         chunk_init(&c);
         ASSERT_OK(drv->disk_begin(w, name, size, &dw));
-        ASSERT_TRUE(dw->disk && dw->size == size && dw->chunk_size == CS);
+        ASSERT_TRUE(dw->size == size && dw->chunk_size == CS);
         dd_extent_walk_init(&walk, e, CS);
         while (dd_extent_walk_next(&walk, &index, pieces, MAX_PIECES, &n) > 0) {
                 while (next < index)
