@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/util.h"
+
 #define MIN_HEAD(len) ((len) < 64 ? (len) : 64)
 
 int dd_digest_compute(const void *data, size_t len, dd_digest *ret)
@@ -18,6 +20,63 @@ int dd_digest_compute(const void *data, size_t len, dd_digest *ret)
         if (EVP_Digest(data, len, ret->b, &n, EVP_sha256(), NULL) != 1 || n != DD_DIGEST_SIZE)
                 return -EIO;
         return 0;
+}
+
+int dd_block_digest(const void *data, size_t len, dd_digest *ret)
+{
+        if (len > DD_BLOCK_SIZE)
+                return -EINVAL;
+        if (dd_is_zero(data, len)) {
+                *ret = DD_DIGEST_NULL;
+                return 0;
+        }
+        return dd_digest_compute(data, len, ret);
+}
+
+int dd_chunk_digest_combine(const dd_digest *blocks, size_t len, dd_digest *ret)
+{
+        _cleanup_(dd_hasher_freep) dd_hasher *h = NULL;
+        size_t n = dd_block_count(len);
+        uint8_t le[8];
+        bool zero = true;
+        int r;
+
+        for (size_t i = 0; i < n && zero; i++)
+                zero = dd_digest_is_null(&blocks[i]);
+        if (zero) {
+                *ret = DD_DIGEST_NULL;
+                return 0;
+        }
+        h = dd_hasher_new();
+        if (!h)
+                return -ENOMEM;
+        put_le64(le, len);
+        r = dd_hasher_update(h, le, sizeof(le));
+        if (r >= 0)
+                r = dd_hasher_update(h, blocks, n * sizeof(*blocks));
+        if (r >= 0)
+                r = dd_hasher_final(h, ret);
+        return r;
+}
+
+int dd_chunk_digest(const void *data, size_t len, dd_digest *ret)
+{
+        const uint8_t *p = data;
+        size_t n = dd_block_count(len);
+        _cleanup_free_ dd_digest *blocks = NULL;
+        int r;
+
+        if (!p && len)
+                return -EINVAL;
+        blocks = malloc(MAX(n, 1) * sizeof(*blocks));
+        if (!blocks)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                r = dd_block_digest(p + i * DD_BLOCK_SIZE, MIN(DD_BLOCK_SIZE, len - i * DD_BLOCK_SIZE), &blocks[i]);
+                if (r < 0)
+                        return r;
+        }
+        return dd_chunk_digest_combine(blocks, len, ret);
 }
 
 struct dd_hasher {

@@ -5,6 +5,13 @@
  *
  * The null digest (32 zero bytes) is the index's marker for a chunk that is
  * all zeros or unallocated: such a chunk is never stored.
+ *
+ * DESIGN: a chunk's digest is a two-level SHA-256: SHA-256 over the chunk's
+ * length (8 bytes, little endian) and the digests of its 64 KiB blocks, a
+ * block's digest being SHA-256 of its bytes, or the null digest when it is
+ * all zero. A small write into a large chunk then costs the hashing of the
+ * blocks it touched, not of the whole chunk, and zero blocks are never
+ * hashed at all; the digest still names the chunk's bytes exactly.
  */
 #ifndef DD_DIGEST_H
 #define DD_DIGEST_H
@@ -24,6 +31,25 @@ typedef struct dd_digest {
 
 /* SHA-256 of data. Returns 0 or -EIO when OpenSSL fails. */
 int dd_digest_compute(const void *data, size_t len, dd_digest *ret);
+
+#define DD_BLOCK_SIZE (64u * 1024)
+
+/* Number of blocks of a chunk of len bytes. */
+static inline size_t dd_block_count(size_t len)
+{
+        return (len + DD_BLOCK_SIZE - 1) / DD_BLOCK_SIZE;
+}
+
+/* The digest of one block (at most DD_BLOCK_SIZE bytes): SHA-256 of it, or
+ * the null digest when it is all zero. */
+int dd_block_digest(const void *data, size_t len, dd_digest *ret);
+
+/* The chunk digest of a chunk of len bytes from its dd_block_count(len)
+ * block digests; the null digest when every block is null (a zero chunk). */
+int dd_chunk_digest_combine(const dd_digest *blocks, size_t len, dd_digest *ret);
+
+/* The chunk digest of data (see DESIGN); null for an all-zero chunk. */
+int dd_chunk_digest(const void *data, size_t len, dd_digest *ret);
 
 /* Incremental SHA-256, for checksums over many digests. */
 typedef struct dd_hasher dd_hasher;

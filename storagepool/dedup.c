@@ -328,17 +328,36 @@ static int add_pending(dedup_disk_writer *dw, const dd_digest *d, char *tmp)
         return publish(dw->base.w->pool, batch, n);
 }
 
-/* Rebuilds a partly read chunk: the parent's bytes with the read pieces on
- * top, so only changed bytes had to come from the source. */
-static int patch_from_parent(dedup_disk_writer *dw, sp_chunk *c, uint8_t **ret_data)
+/* Marks the blocks of c that its pieces touch. */
+static void mark_touched(const sp_chunk *c, bool *touched)
+{
+        size_t n = dd_block_count(c->length);
+
+        for (size_t i = 0; i < n; i++)
+                touched[i] = c->whole;
+        for (size_t k = 0; !c->whole && k < c->n_pieces; k++) {
+                uint64_t first = c->pieces[k].offset - c->offset;
+                uint64_t last = first + c->pieces[k].length - 1;
+
+                for (uint64_t b = first / DD_BLOCK_SIZE; b <= last / DD_BLOCK_SIZE; b++)
+                        touched[b] = true;
+        }
+}
+
+/* For a partly read chunk of an incremental: loads the parent's chunk into
+ * the aux buffer, checks it against its digest while computing its block
+ * digests into c->blocks, and lays the read pieces on top. Sets *ret_data to
+ * the rebuilt chunk, or leaves it at c->data when the parent had zeros
+ * there. Blocks the parent's digests do not describe are marked touched. */
+static int patch_from_parent(dedup_disk_writer *dw, sp_chunk *c, bool *touched, uint8_t **ret_data)
 {
         sp_pool *p = dw->base.w->pool;
-        dd_digest pd;
+        dd_digest pd, check;
         uint8_t *aux;
         uint32_t plen;
+        ssize_t n;
         int r;
 
-        *ret_data = c->data;
         if (c->whole || !dw->parent || c->index >= dw->parent_count)
                 return 0;
         r = dd_index_get(dw->parent, c->index, &pd);
@@ -350,11 +369,30 @@ static int patch_from_parent(dedup_disk_writer *dw, sp_chunk *c, uint8_t **ret_d
         if (!aux)
                 return -ENOMEM;
         plen = dd_chunk_length(dd_index_get_header(dw->parent)->disk_size, dw->base.chunk_size, c->index);
-        r = chunk_read(p, &pd, c, aux, plen);
+        n = chunk_load(p, &pd, c->scratch, c->scratch_size);
+        if (n >= 0)
+                n = dd_blob_decode(c->ctx, c->scratch, (size_t)n, aux, plen, NULL);
+        if (n >= 0 && (uint32_t)n != plen)
+                n = -EBADMSG;
+        if (n < 0)
+                return n == -ENOBUFS ? -EBADMSG : (int)n;
+        for (size_t b = 0; b < dd_block_count(plen); b++) {
+                r = dd_block_digest(aux + b * DD_BLOCK_SIZE, MIN(DD_BLOCK_SIZE, plen - b * DD_BLOCK_SIZE),
+                                    &c->blocks[b]);
+                if (r < 0)
+                        return r;
+        }
+        r = dd_chunk_digest_combine(c->blocks, plen, &check);
         if (r < 0)
                 return r;
-        if (plen < c->length)
+        if (!dd_digest_eq(&check, &pd))
+                return -EBADMSG; /* every byte read back is checked, these too */
+        if (plen < c->length) {
+                /* The disk grew: the parent's short last block and what follows change. */
                 memset(aux + plen, 0, c->length - plen);
+                for (size_t b = plen / DD_BLOCK_SIZE; b < dd_block_count(c->length); b++)
+                        touched[b] = true;
+        }
         for (size_t i = 0; i < c->n_pieces; i++) {
                 uint64_t at = c->pieces[i].offset - c->offset;
                 memcpy(aux + at, c->data + at, c->pieces[i].length);
@@ -367,23 +405,39 @@ static int dedup_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
 {
         dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
         sp_pool *p = base->w->pool;
+        bool touched[ELEMENTSOF(c->blocks)];
+        size_t nb = dd_block_count(c->length);
         char hex[DD_DIGEST_HEX_SIZE];
         char *tmp = NULL;
-        uint8_t *data;
+        uint8_t *data = c->data;
         ssize_t n;
         int r;
 
+        if (c->length > SP_CHUNK_SIZE_MAX)
+                return -EINVAL;
         c->bytes_new = c->bytes_stored = 0;
-        r = patch_from_parent(dw, c, &data);
+        mark_touched(c, touched);
+        r = patch_from_parent(dw, c, touched, &data);
         if (r < 0)
                 return r;
-        if (dd_is_zero(data, c->length)) {
-                c->digest = DD_DIGEST_NULL;
-                return 0;
+        /* Only touched blocks are hashed: the others are the parent's (their
+         * digests came with its check) or zeros the source never had. */
+        for (size_t b = 0; b < nb; b++) {
+                if (!touched[b]) {
+                        if (data == c->data)
+                                c->blocks[b] = DD_DIGEST_NULL;
+                        continue;
+                }
+                r = dd_block_digest(data + b * DD_BLOCK_SIZE, MIN(DD_BLOCK_SIZE, c->length - b * DD_BLOCK_SIZE),
+                                    &c->blocks[b]);
+                if (r < 0)
+                        return r;
         }
-        r = dd_digest_compute(data, c->length, &c->digest);
+        r = dd_chunk_digest_combine(c->blocks, c->length, &c->digest);
         if (r < 0)
                 return r;
+        if (dd_digest_is_null(&c->digest))
+                return 0; /* a zero chunk is never stored */
         r = chunk_touch(p, &c->digest);
         if (r != 0)
                 return r < 0 ? r : 0; /* stored already: dedup hit */

@@ -106,7 +106,8 @@ typedef struct sp_chunk {
         uint8_t *aux; /* chunk size bytes, from sp_chunk_aux() */
         uint32_t aux_size;
         /* set by chunk_prepare */
-        dd_digest digest;      /* null digest: the chunk is all zero */
+        dd_digest digest;      /* dedup pools: the chunk's digest, null when all zero */
+        dd_digest blocks[SP_CHUNK_SIZE_MAX / DD_BLOCK_SIZE]; /* dedup pools: its block digests */
         uint64_t bytes_new;    /* plain bytes newly stored */
         uint64_t bytes_stored; /* bytes written to the pool */
         void *driver_data;     /* driver's own result, consumed by chunk_commit */

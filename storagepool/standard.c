@@ -1135,7 +1135,7 @@ static int std_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
                 }
                 e = &prep->e[prep->n++];
                 *e = (vs_entry){ .offset = pieces[i].offset, .length = len, .flags = VS_FLAG_DATA };
-                r = dd_digest_compute(d, len, &e->digest);
+                r = dd_chunk_digest(d, len, &e->digest);
                 if (r < 0) {
                         free(prep->buf);
                         free(prep);

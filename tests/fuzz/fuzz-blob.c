@@ -48,7 +48,7 @@ static void check_decoded(dd_blob_ctx *ctx, const uint8_t *data, size_t size, co
         /* A blob that decodes is whole, and says how long it is. */
         FUZZ_ASSERT(dd_blob_check(data, size, &info) == 0);
         FUZZ_ASSERT(info.plain_len == n);
-        FUZZ_ASSERT(dd_digest_compute(out, n, &d) == 0);
+        FUZZ_ASSERT(dd_chunk_digest(out, n, &d) == 0);
 
         r = dd_blob_decode(ctx, data, size, again, out_size, &d);
         FUZZ_ASSERT(r == (ssize_t)n);
@@ -57,8 +57,9 @@ static void check_decoded(dd_blob_ctx *ctx, const uint8_t *data, size_t size, co
         wrong = d;
         wrong.b[n % DD_DIGEST_SIZE] ^= 0x01;
         FUZZ_ASSERT(dd_blob_decode(ctx, data, size, again, out_size, &wrong) == -EBADMSG);
-        wrong = DD_DIGEST_NULL;
-        FUZZ_ASSERT(dd_blob_decode(ctx, data, size, again, out_size, &wrong) == -EBADMSG);
+        wrong = DD_DIGEST_NULL; /* the digest of all-zero data only */
+        if (!dd_digest_is_null(&d))
+                FUZZ_ASSERT(dd_blob_decode(ctx, data, size, again, out_size, &wrong) == -EBADMSG);
         /* One byte short of the plain length is never enough. */
         if (n > 0)
                 FUZZ_ASSERT(dd_blob_decode(ctx, data, size, again, n - 1, NULL) == -ENOBUFS);
@@ -96,7 +97,7 @@ static void decode_input(dd_blob_ctx *ctx, const uint8_t *data, size_t size)
                 r = dd_blob_decode(ctx, data, size, out, out_size, &d);
                 if (r >= 0) {
                         dd_digest got;
-                        FUZZ_ASSERT(dd_digest_compute(out, (size_t)r, &got) == 0);
+                        FUZZ_ASSERT(dd_chunk_digest(out, (size_t)r, &got) == 0);
                         FUZZ_ASSERT(dd_digest_eq(&got, &d));
                 }
         }
@@ -116,7 +117,7 @@ static void encode_input(dd_blob_ctx *ctx, const uint8_t *data, size_t size)
         n = dd_blob_encode(ctx, level, data, size, blob, bound);
         FUZZ_ASSERT(n >= DD_BLOB_HEADER_SIZE && (size_t)n <= DD_BLOB_HEADER_SIZE + size);
         FUZZ_ASSERT(dd_blob_check(blob, (size_t)n, NULL) == 0);
-        FUZZ_ASSERT(dd_digest_compute(data, size, &d) == 0);
+        FUZZ_ASSERT(dd_chunk_digest(data, size, &d) == 0);
         FUZZ_ASSERT(dd_blob_decode(ctx, blob, (size_t)n, out, size, &d) == (ssize_t)size);
         FUZZ_ASSERT(memcmp(out, data, size) == 0);
 }

@@ -64,7 +64,7 @@ static unsigned round_trip(dd_blob_ctx *ctx, int level, const uint8_t *plain, si
         ASSERT_EQ(blob[7], 0);
         ASSERT_UEQ(get_le32(blob + 8), len);
         ASSERT_UEQ(get_le32(blob + 12), dd_crc32c(0, blob + DD_BLOB_HEADER_SIZE, (size_t)n - DD_BLOB_HEADER_SIZE));
-        if (!(blob[5] & DD_BLOB_FLAG_ZSTD)) {
+        if (!(blob[5] & (DD_BLOB_FLAG_ZSTD | DD_BLOB_FLAG_SPARSE))) {
                 ASSERT_UEQ((size_t)n, DD_BLOB_HEADER_SIZE + len);
                 ASSERT_MEMEQ(blob + DD_BLOB_HEADER_SIZE, plain, len);
         }
@@ -78,7 +78,7 @@ static unsigned round_trip(dd_blob_ctx *ctx, int level, const uint8_t *plain, si
         ASSERT_UEQ(info.plain_len, len);
         ASSERT_UEQ(info.crc, get_le32(blob + 12));
 
-        ASSERT_OK(dd_digest_compute(plain, len, &d));
+        ASSERT_OK(dd_chunk_digest(plain, len, &d));
         memset(out, 0xaa, len + 1);
         ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, len, &d), (ssize_t)len);
         ASSERT_MEMEQ(out, plain, len);
@@ -116,7 +116,9 @@ TEST(blob_round_trip)
                         /* Random data never compresses: stored as is. */
                         ASSERT_EQ(round_trip(ctx, level, rnd, len), 0);
                         f = round_trip(ctx, level, zero, len);
-                        if (level > DD_COMPRESSION_NONE && len >= 100)
+                        if (len > DD_BLOCK_SIZE) /* zero blocks are left out: nothing is stored */
+                                ASSERT_EQ(f, DD_BLOB_FLAG_SPARSE);
+                        else if (level > DD_COMPRESSION_NONE && len >= 100)
                                 ASSERT_EQ(f, DD_BLOB_FLAG_ZSTD);
                 }
 }
@@ -159,7 +161,7 @@ TEST(blob_encode_empty_null)
         dd_digest d;
 
         ASSERT_TRUE(ctx);
-        ASSERT_OK(dd_digest_compute("", 0, &d));
+        ASSERT_OK(dd_chunk_digest("", 0, &d));
         for (int level = DD_COMPRESSION_NONE; level <= 3; level++) {
                 ssize_t n = dd_blob_encode(ctx, level, NULL, 0, blob, sizeof(blob));
                 ASSERT_EQ(n, DD_BLOB_HEADER_SIZE);
@@ -181,8 +183,8 @@ TEST(blob_wrong_digest)
                 dd_digest d, other;
 
                 ASSERT_OK(n);
-                ASSERT_OK(dd_digest_compute(plain, sizeof(plain), &d));
-                ASSERT_OK(dd_digest_compute(plain, sizeof(plain) - 1, &other));
+                ASSERT_OK(dd_chunk_digest(plain, sizeof(plain), &d));
+                ASSERT_OK(dd_chunk_digest(plain, sizeof(plain) - 1, &other));
                 ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), &other), EBADMSG);
                 for (int i = 0; i < DD_DIGEST_SIZE; i++) {
                         other = d;
@@ -194,12 +196,14 @@ TEST(blob_wrong_digest)
                 ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), &d), sizeof(plain));
         }
 
-        /* The empty blob too. */
+        /* The empty blob too: its chunk digest is the null digest (no data). */
         ssize_t n = dd_blob_encode(ctx, DD_COMPRESSION_FAST, "", 0, blob, sizeof(blob));
-        dd_digest d = DD_DIGEST_NULL;
+        dd_digest d;
         ASSERT_EQ(n, DD_BLOB_HEADER_SIZE);
+        ASSERT_OK(dd_digest_compute("x", 1, &d));
         ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), &d), EBADMSG);
-        ASSERT_OK(dd_digest_compute("", 0, &d));
+        ASSERT_OK(dd_chunk_digest("", 0, &d));
+        ASSERT_TRUE(dd_digest_is_null(&d));
         ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, 0, &d), 0);
 }
 
@@ -218,7 +222,7 @@ static void flip_every_bit(dd_blob_ctx *ctx, int level, const uint8_t *plain, si
         ASSERT_TRUE(out);
         ASSERT_OK(n);
         ASSERT_EQ(blob[5], want_flags);
-        ASSERT_OK(dd_digest_compute(plain, len, &d));
+        ASSERT_OK(dd_chunk_digest(plain, len, &d));
         for (size_t i = 0; i < (size_t)n; i++)
                 for (int bit = 0; bit < 8; bit++) {
                         memcpy(copy, blob, (size_t)n);
@@ -272,7 +276,7 @@ TEST(blob_bit_flips_empty)
 
         ASSERT_TRUE(ctx);
         ASSERT_EQ(n, DD_BLOB_HEADER_SIZE);
-        ASSERT_OK(dd_digest_compute("", 0, &d));
+        ASSERT_OK(dd_chunk_digest("", 0, &d));
         for (size_t i = 0; i < (size_t)n; i++)
                 for (int bit = 0; bit < 8; bit++) {
                         memcpy(copy, blob, (size_t)n);
@@ -321,7 +325,7 @@ TEST(blob_truncated)
                 dd_digest d;
 
                 ASSERT_OK(n);
-                ASSERT_OK(dd_digest_compute(text, sizeof(text), &d));
+                ASSERT_OK(dd_chunk_digest(text, sizeof(text), &d));
                 for (size_t len = 0; len < (size_t)n; len++) {
                         ssize_t r = dd_blob_decode(ctx, blob, len, out, sizeof(out), &d);
                         if (r != -EBADMSG)
@@ -401,10 +405,14 @@ TEST(blob_peek_and_check)
         n = make_blob(b, DD_BLOB_VERSION, DD_BLOB_FLAG_ENCRYPTED, 0, 5, "hello", 5);
         ASSERT_ERR(dd_blob_check(b, n, NULL), EPROTONOSUPPORT);
         ASSERT_ERR(dd_blob_decode(ctx, b, n, out, sizeof(out), NULL), EPROTONOSUPPORT);
-        for (int bit = 2; bit < 8; bit++) {
+        for (int bit = 3; bit < 8; bit++) {
                 n = make_blob(b, DD_BLOB_VERSION, (uint8_t)(1u << bit), 0, 5, "hello", 5);
                 ASSERT_ERR(dd_blob_peek(b, n, NULL), EPROTONOSUPPORT);
         }
+
+        /* A sparse blob of a single block does not exist. */
+        n = make_blob(b, DD_BLOB_VERSION, DD_BLOB_FLAG_SPARSE, 0, 5, "\x01hello", 6);
+        ASSERT_ERR(dd_blob_decode(ctx, b, n, out, sizeof(out), NULL), EBADMSG);
 
         /* Damaged header fields. */
         n = make_blob(b, DD_BLOB_VERSION, 0, 1, 5, "hello", 5);
@@ -513,5 +521,38 @@ TEST(blob_ctx_reuse)
                 ASSERT_OK(n);
                 ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, sizeof(out), NULL), len);
                 ASSERT_MEMEQ(out, plain, len);
+        }
+}
+
+/* Zero blocks are left out of a blob, whatever their place, and come back. */
+TEST(blob_sparse_layout)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        size_t len = 5 * DD_BLOCK_SIZE + 1000, bound = dd_blob_bound(len);
+        _cleanup_free_ uint8_t *plain = calloc(1, len), *blob = malloc(bound), *out = malloc(len);
+        static const int levels[] = { DD_COMPRESSION_NONE, DD_COMPRESSION_FAST };
+        dd_digest d;
+
+        ASSERT_TRUE(ctx && plain && blob && out);
+        for (size_t i = 0; i < 4000; i++) /* block 1: incompressible-ish */
+                plain[DD_BLOCK_SIZE + i * 16] = (uint8_t)(i * 131 + 7);
+        memset(plain + 3 * DD_BLOCK_SIZE, 'x', 100); /* block 3 */
+        plain[len - 1] = 9;                         /* the short last block */
+        ASSERT_OK(dd_chunk_digest(plain, len, &d));
+        for (size_t k = 0; k < ELEMENTSOF(levels); k++) {
+                ssize_t n = dd_blob_encode(ctx, levels[k], plain, len, blob, bound);
+
+                ASSERT_OK(n);
+                ASSERT_TRUE(blob[5] & DD_BLOB_FLAG_SPARSE);
+                ASSERT_EQ(blob[DD_BLOB_HEADER_SIZE], 0x2a); /* blocks 1, 3 and 5 */
+                if (levels[k] == DD_COMPRESSION_NONE)
+                        ASSERT_UEQ((size_t)n, DD_BLOB_HEADER_SIZE + 1 + 2 * DD_BLOCK_SIZE + 1000);
+                memset(out, 0xee, len);
+                ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, len, &d), len);
+                ASSERT_MEMEQ(out, plain, len);
+                /* A bit set past the last block is refused. */
+                blob[DD_BLOB_HEADER_SIZE] |= 0x80;
+                put_le32(blob + 12, dd_crc32c(0, blob + DD_BLOB_HEADER_SIZE, (size_t)n - DD_BLOB_HEADER_SIZE));
+                ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, len, NULL), EBADMSG);
         }
 }

@@ -226,3 +226,51 @@ TEST(digest_is_zero_big)
                 ASSERT_TRUE(dd_is_zero(p, 64));
         }
 }
+
+/* The chunk digest: SHA-256 over the length and the block digests, zero
+ * blocks contributing the null digest, an all-zero chunk the null digest. */
+TEST(chunk_digest_definition)
+{
+        size_t len = 3 * DD_BLOCK_SIZE + 100;
+        uint8_t *data = calloc(1, len), le[8];
+        dd_digest blocks[4], expect, got, again;
+        dd_hasher *h;
+
+        ASSERT_TRUE(data);
+        ASSERT_OK(dd_chunk_digest(data, len, &got));
+        ASSERT_TRUE(dd_digest_is_null(&got));
+        data[DD_BLOCK_SIZE + 5] = 1;
+        data[len - 1] = 7;
+        ASSERT_OK(dd_chunk_digest(data, len, &got));
+        ASSERT_TRUE(!dd_digest_is_null(&got));
+
+        blocks[0] = blocks[2] = DD_DIGEST_NULL;
+        ASSERT_OK(dd_digest_compute(data + DD_BLOCK_SIZE, DD_BLOCK_SIZE, &blocks[1]));
+        ASSERT_OK(dd_digest_compute(data + 3 * DD_BLOCK_SIZE, 100, &blocks[3]));
+        h = dd_hasher_new();
+        ASSERT_TRUE(h);
+        for (int i = 0; i < 8; i++)
+                le[i] = (uint8_t)((uint64_t)len >> (8 * i));
+        ASSERT_OK(dd_hasher_update(h, le, 8));
+        ASSERT_OK(dd_hasher_update(h, blocks, sizeof(blocks)));
+        ASSERT_OK(dd_hasher_final(h, &expect));
+        dd_hasher_free(h);
+        ASSERT_TRUE(dd_digest_eq(&got, &expect));
+
+        /* Combining the block digests gives the same; any changed byte changes it. */
+        ASSERT_OK(dd_chunk_digest_combine(blocks, len, &again));
+        ASSERT_TRUE(dd_digest_eq(&again, &got));
+        for (size_t at = 0; at < len; at += 4099) {
+                data[at] ^= 0x10;
+                ASSERT_OK(dd_chunk_digest(data, len, &again));
+                ASSERT_TRUE(!dd_digest_eq(&again, &got));
+                data[at] ^= 0x10;
+        }
+        /* The length is part of it: a trailing zero byte makes another chunk. */
+        ASSERT_OK(dd_chunk_digest(data, len - 1, &again));
+        data[len - 1] = 0;
+        ASSERT_OK(dd_chunk_digest(data, len, &got));
+        ASSERT_TRUE(!dd_digest_eq(&again, &got));
+        ASSERT_ERR(dd_block_digest(data, DD_BLOCK_SIZE + 1, &got), EINVAL);
+        free(data);
+}
