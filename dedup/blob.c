@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * blob.c -- chunk blob encode and decode (zstd, CRC-32C, digest check).
+ * blob.c -- chunk blob encode and decode (zstd, CRC-32C, digest check), in
+ * the simple layout (one block) or the block layout (see blob.h).
  */
 #include "dedup/blob.h"
 
@@ -70,9 +71,18 @@ dd_blob_ctx *dd_blob_ctx_free(dd_blob_ctx *ctx)
         return NULL;
 }
 
+#define ENTRY_SIZE (4 + DD_DIGEST_SIZE)
+#define ENTRY_ZSTD 0x80000000u
+
 size_t dd_blob_bound(size_t plain_len)
 {
-        return DD_BLOB_HEADER_SIZE + DD_BLOB_BITMAP_MAX + MAX(ZSTD_compressBound(plain_len), plain_len);
+        size_t nb = dd_block_count(plain_len), last;
+
+        if (nb < 2)
+                return DD_BLOB_HEADER_SIZE + MAX(ZSTD_compressBound(plain_len), plain_len);
+        last = plain_len - (nb - 1) * DD_BLOCK_SIZE;
+        return DD_BLOB_HEADER_SIZE + (nb + 7) / 8 + nb * ENTRY_SIZE + (nb - 1) * ZSTD_compressBound(DD_BLOCK_SIZE) +
+               ZSTD_compressBound(last);
 }
 
 static void write_header(uint8_t *h, unsigned flags, uint32_t plain_len, uint32_t crc)
@@ -90,90 +100,128 @@ static size_t block_len(size_t len, size_t b)
         return MIN(DD_BLOCK_SIZE, len - b * DD_BLOCK_SIZE);
 }
 
-/* Compresses the blocks of plain marked in map (all when map is NULL) as one
- * zstd frame into out. Returns the frame's size, 0 when it would not be
- * smaller than total, -errno. */
-static ssize_t compress_blocks(dd_blob_ctx *ctx, int level, const uint8_t *plain, size_t len, const uint8_t *map,
-                               size_t total, uint8_t *out, size_t out_size)
+/* zstd of in into out when smaller than in: its size; 0 when not worth it. */
+static ssize_t compress(dd_blob_ctx *ctx, int level, const void *in, size_t len, void *out, size_t out_size)
 {
-        ZSTD_outBuffer ob = { out, out_size, 0 };
-        size_t nb = dd_block_count(len), last = 0, z;
+        size_t z;
 
+        if (level <= DD_COMPRESSION_NONE || len == 0)
+                return 0;
         if (!ctx->cctx) {
                 ctx->cctx = ZSTD_createCCtx();
                 if (!ctx->cctx)
                         return -ENOMEM;
         }
-        ZSTD_CCtx_reset(ctx->cctx, ZSTD_reset_session_only);
-        if (ZSTD_isError(ZSTD_CCtx_setParameter(ctx->cctx, ZSTD_c_compressionLevel,
-                                                MIN(level, DD_COMPRESSION_LEVEL_MAX))) ||
-            ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(ctx->cctx, total)))
+        z = ZSTD_compressCCtx(ctx->cctx, out, out_size, in, len, MIN(level, DD_COMPRESSION_LEVEL_MAX));
+        if (ZSTD_isError(z))
                 return -EIO;
-        for (size_t b = 0; b < nb; b++)
-                if (!map || map[b / 8] & (1u << (b % 8)))
-                        last = b;
-        for (size_t b = 0; b < nb; b++) {
-                ZSTD_inBuffer ib = { plain + b * DD_BLOCK_SIZE, block_len(len, b), 0 };
-                ZSTD_EndDirective end = b == last ? ZSTD_e_end : ZSTD_e_continue;
+        return z < len ? (ssize_t)z : 0;
+}
 
-                if (map && !(map[b / 8] & (1u << (b % 8))))
-                        continue;
-                do {
-                        z = ZSTD_compressStream2(ctx->cctx, &ob, &ib, end);
-                        if (ZSTD_isError(z))
-                                return -EIO;
-                        if (ob.pos >= total)
-                                return 0; /* not worth it */
-                } while (ib.pos < ib.size || (end == ZSTD_e_end && z != 0));
+static ssize_t decompress(dd_blob_ctx *ctx, const void *in, size_t in_len, void *out, size_t len)
+{
+        size_t z;
+
+        if (!ctx->dctx) {
+                ctx->dctx = ZSTD_createDCtx();
+                if (!ctx->dctx)
+                        return -ENOMEM;
         }
-        return (ssize_t)ob.pos;
+        z = ZSTD_decompressDCtx(ctx->dctx, out, len, in, in_len);
+        if (ZSTD_isError(z) || z != len)
+                return -EBADMSG;
+        return (ssize_t)z;
+}
+
+ssize_t dd_blob_build(dd_blob_ctx *ctx, int level, const void *plain, size_t len, const dd_blob_block *blocks,
+                      void *out, size_t out_size)
+{
+        const uint8_t *p = plain;
+        uint8_t *o = out, *payload = o + DD_BLOB_HEADER_SIZE, *map, *entry, *frame;
+        size_t nb = dd_block_count(len), n_stored = 0, end;
+
+        if (!ctx || !blocks || !out || len > DD_BLOB_PLAIN_MAX || nb < 2 || out_size < dd_blob_bound(len))
+                return -EINVAL;
+        for (size_t b = 0; b < nb; b++) {
+                if (dd_digest_is_null(&blocks[b].digest))
+                        continue;
+                if (!blocks[b].frame && !p)
+                        return -EINVAL;
+                n_stored++;
+        }
+        map = payload;
+        memset(map, 0, (nb + 7) / 8);
+        entry = map + (nb + 7) / 8;
+        frame = entry + n_stored * ENTRY_SIZE;
+        end = (size_t)(o + out_size - frame);
+        for (size_t b = 0; b < nb; b++) {
+                const dd_blob_block *s = &blocks[b];
+                uint32_t flen;
+                ssize_t z;
+
+                if (dd_digest_is_null(&s->digest))
+                        continue;
+                map[b / 8] |= (uint8_t)(1u << (b % 8));
+                if (s->frame) { /* a stored block carried over as it is */
+                        if (s->frame_len > end)
+                                return -EINVAL;
+                        memcpy(frame, s->frame, s->frame_len);
+                        flen = s->frame_len | (s->zstd ? ENTRY_ZSTD : 0);
+                } else {
+                        z = compress(ctx, level, p + b * DD_BLOCK_SIZE, block_len(len, b), frame, end);
+                        if (z < 0)
+                                return z;
+                        if (z > 0)
+                                flen = (uint32_t)z | ENTRY_ZSTD;
+                        else {
+                                memcpy(frame, p + b * DD_BLOCK_SIZE, block_len(len, b));
+                                flen = (uint32_t)block_len(len, b);
+                        }
+                }
+                put_le32(entry, flen);
+                memcpy(entry + 4, s->digest.b, DD_DIGEST_SIZE);
+                entry += ENTRY_SIZE;
+                frame += flen & ~ENTRY_ZSTD;
+                end -= flen & ~ENTRY_ZSTD;
+        }
+        write_header(o, DD_BLOB_FLAG_BLOCKS, (uint32_t)len, dd_crc32c(0, payload, (size_t)(frame - payload)));
+        return (ssize_t)(frame - o);
 }
 
 ssize_t dd_blob_encode(dd_blob_ctx *ctx, int level, const void *plain, size_t len, void *out, size_t out_size)
 {
         const uint8_t *p = plain;
-        uint8_t *o = out, *payload, map[DD_BLOB_BITMAP_MAX] = { 0 };
-        size_t nb = dd_block_count(len), map_len = 0, total = 0, n_zero = 0, size;
+        uint8_t *o = out;
+        size_t nb = dd_block_count(len);
         unsigned flags = 0;
-        ssize_t z = 0;
+        ssize_t z;
 
         if (!ctx || (!plain && len) || !out || len > DD_BLOB_PLAIN_MAX || out_size < dd_blob_bound(len))
                 return -EINVAL;
-        /* Zero blocks are left out of the payload (the sparse layout). */
-        for (size_t b = 0; b < nb; b++) {
-                if (dd_is_zero(p + b * DD_BLOCK_SIZE, block_len(len, b))) {
-                        n_zero++;
-                        continue;
-                }
-                map[b / 8] |= (uint8_t)(1u << (b % 8));
-                total += block_len(len, b);
-        }
-        if (nb > 1 && n_zero > 0) {
-                flags |= DD_BLOB_FLAG_SPARSE;
-                map_len = (nb + 7) / 8;
-        } else
-                total = len;
-        payload = o + DD_BLOB_HEADER_SIZE;
-        memcpy(payload, map, map_len);
-        size = map_len;
-        if (level > DD_COMPRESSION_NONE && total > 0) {
-                z = compress_blocks(ctx, level, p, len, map_len ? map : NULL, total, payload + map_len,
-                                    out_size - DD_BLOB_HEADER_SIZE - map_len);
-                if (z < 0)
-                        return z;
-        }
-        if (z > 0) {
-                flags |= DD_BLOB_FLAG_ZSTD;
-                size += (size_t)z;
-        } else
+        if (nb >= 2) {
+                _cleanup_free_ dd_blob_block *blocks = calloc(nb, sizeof(*blocks));
+
+                if (!blocks)
+                        return -ENOMEM;
                 for (size_t b = 0; b < nb; b++) {
-                        if (map_len && !(map[b / 8] & (1u << (b % 8))))
-                                continue;
-                        memcpy(payload + size, p + b * DD_BLOCK_SIZE, block_len(len, b));
-                        size += block_len(len, b);
+                        int r = dd_block_digest(p + b * DD_BLOCK_SIZE, block_len(len, b), &blocks[b].digest);
+                        if (r < 0)
+                                return r;
                 }
-        write_header(o, flags, (uint32_t)len, dd_crc32c(0, payload, size));
-        return (ssize_t)(DD_BLOB_HEADER_SIZE + size);
+                return dd_blob_build(ctx, level, plain, len, blocks, out, out_size);
+        }
+        z = compress(ctx, level, plain, len, o + DD_BLOB_HEADER_SIZE, out_size - DD_BLOB_HEADER_SIZE);
+        if (z < 0)
+                return z;
+        if (z > 0)
+                flags |= DD_BLOB_FLAG_ZSTD;
+        else {
+                if (len > 0)
+                        memcpy(o + DD_BLOB_HEADER_SIZE, plain, len);
+                z = (ssize_t)len;
+        }
+        write_header(o, flags, (uint32_t)len, dd_crc32c(0, o + DD_BLOB_HEADER_SIZE, (size_t)z));
+        return DD_BLOB_HEADER_SIZE + z;
 }
 
 int dd_blob_peek(const void *blob, size_t len, dd_blob_info *ret)
@@ -186,13 +234,17 @@ int dd_blob_peek(const void *blob, size_t len, dd_blob_info *ret)
         if (h[4] != DD_BLOB_VERSION)
                 return -EPROTONOSUPPORT;
         info.flags = h[5];
-        if (info.flags & ~(DD_BLOB_FLAG_ZSTD | DD_BLOB_FLAG_SPARSE))
+        if (info.flags & ~(DD_BLOB_FLAG_ZSTD | DD_BLOB_FLAG_BLOCKS))
                 return -EPROTONOSUPPORT;
         if (get_le16(h + 6) != 0)
                 return -EBADMSG;
         info.plain_len = get_le32(h + 8);
         info.crc = get_le32(h + 12);
         if (info.plain_len > DD_BLOB_PLAIN_MAX)
+                return -EBADMSG;
+        /* The block layout is for chunks of two or more blocks, and only it. */
+        if (!!(info.flags & DD_BLOB_FLAG_BLOCKS) != (dd_block_count(info.plain_len) >= 2) ||
+            ((info.flags & DD_BLOB_FLAG_BLOCKS) && info.flags != DD_BLOB_FLAG_BLOCKS))
                 return -EBADMSG;
         if (ret)
                 *ret = info;
@@ -206,7 +258,7 @@ int dd_blob_check(const void *blob, size_t len, dd_blob_info *ret)
 
         if (r < 0)
                 return r;
-        if (!(info.flags & (DD_BLOB_FLAG_ZSTD | DD_BLOB_FLAG_SPARSE)) && len - DD_BLOB_HEADER_SIZE != info.plain_len)
+        if (info.flags == 0 && len - DD_BLOB_HEADER_SIZE != info.plain_len)
                 return -EBADMSG;
         if (dd_crc32c(0, (const uint8_t *)blob + DD_BLOB_HEADER_SIZE, len - DD_BLOB_HEADER_SIZE) != info.crc)
                 return -EBADMSG;
@@ -215,13 +267,101 @@ int dd_blob_check(const void *blob, size_t len, dd_blob_info *ret)
         return 0;
 }
 
+int dd_blob_blocks(const void *blob, size_t len, dd_blob_block *blocks, size_t max, dd_blob_info *ret_info)
+{
+        const uint8_t *payload = (const uint8_t *)blob + DD_BLOB_HEADER_SIZE, *map, *entry, *frame, *end;
+        dd_blob_info info;
+        size_t nb, n_stored = 0;
+        int r;
+
+        r = dd_blob_check(blob, len, &info);
+        if (r < 0)
+                return r;
+        if (info.flags != DD_BLOB_FLAG_BLOCKS)
+                return -EMEDIUMTYPE;
+        nb = dd_block_count(info.plain_len);
+        if (!blocks || max < nb)
+                return -ENOBUFS;
+        end = (const uint8_t *)blob + len;
+        map = payload;
+        if ((size_t)(end - map) < (nb + 7) / 8)
+                return -EBADMSG;
+        for (size_t b = 0; b < (nb + 7) / 8 * 8; b++)
+                if (map[b / 8] & (1u << (b % 8))) {
+                        if (b >= nb)
+                                return -EBADMSG;
+                        n_stored++;
+                }
+        entry = map + (nb + 7) / 8;
+        if ((size_t)(end - entry) < n_stored * ENTRY_SIZE)
+                return -EBADMSG;
+        frame = entry + n_stored * ENTRY_SIZE;
+        for (size_t b = 0; b < nb; b++) {
+                dd_blob_block *k = &blocks[b];
+                uint32_t flen;
+
+                *k = (dd_blob_block){ .digest = DD_DIGEST_NULL };
+                if (!(map[b / 8] & (1u << (b % 8))))
+                        continue;
+                flen = get_le32(entry);
+                k->zstd = flen & ENTRY_ZSTD;
+                k->frame_len = flen & ~ENTRY_ZSTD;
+                memcpy(k->digest.b, entry + 4, DD_DIGEST_SIZE);
+                k->frame = frame;
+                if (dd_digest_is_null(&k->digest) || k->frame_len > (size_t)(end - frame) ||
+                    (!k->zstd && k->frame_len != block_len(info.plain_len, b)))
+                        return -EBADMSG;
+                frame += k->frame_len;
+                entry += ENTRY_SIZE;
+        }
+        if (frame != end)
+                return -EBADMSG;
+        if (ret_info)
+                *ret_info = info;
+        return 0;
+}
+
+/* The plain bytes of one block, unchecked. */
+static int block_plain(dd_blob_ctx *ctx, const dd_blob_block *k, uint8_t *out, size_t len)
+{
+        if (!k->frame) {
+                memset(out, 0, len);
+                return 0;
+        }
+        if (k->zstd) {
+                ssize_t n = decompress(ctx, k->frame, k->frame_len, out, len);
+                return n < 0 ? (int)n : 0;
+        }
+        if (k->frame_len != len)
+                return -EBADMSG;
+        memcpy(out, k->frame, len);
+        return 0;
+}
+
+int dd_blob_decode_block(dd_blob_ctx *ctx, const dd_blob_block *k, void *out, size_t len)
+{
+        dd_digest d;
+        int r;
+
+        if (!ctx || !k || !out || len > DD_BLOCK_SIZE)
+                return -EINVAL;
+        r = block_plain(ctx, k, out, len);
+        if (r < 0)
+                return r;
+        r = dd_block_digest(out, len, &d);
+        if (r < 0)
+                return r;
+        return dd_digest_eq(&d, &k->digest) ? 0 : -EBADMSG;
+}
+
 ssize_t dd_blob_decode(dd_blob_ctx *ctx, const void *blob, size_t len, void *out, size_t out_size,
                        const dd_digest *expect)
 {
-        const uint8_t *payload = (const uint8_t *)blob + DD_BLOB_HEADER_SIZE, *map = NULL;
-        size_t payload_len, nb, total;
+        const uint8_t *payload = (const uint8_t *)blob + DD_BLOB_HEADER_SIZE;
+        dd_blob_block blocks[DD_BLOB_PLAIN_MAX / DD_BLOCK_SIZE];
         uint8_t *o = out;
         dd_blob_info info;
+        dd_digest d;
         int r;
 
         if (!ctx || !out)
@@ -231,57 +371,39 @@ ssize_t dd_blob_decode(dd_blob_ctx *ctx, const void *blob, size_t len, void *out
                 return r;
         if (out_size < info.plain_len)
                 return -ENOBUFS;
-        payload_len = len - DD_BLOB_HEADER_SIZE;
-        nb = dd_block_count(info.plain_len);
-        total = info.plain_len;
-        if (info.flags & DD_BLOB_FLAG_SPARSE) {
-                size_t map_len = (nb + 7) / 8;
+        if (info.flags == DD_BLOB_FLAG_BLOCKS) {
+                size_t nb = dd_block_count(info.plain_len);
 
-                if (nb < 2 || payload_len < map_len)
-                        return -EBADMSG;
-                map = payload;
-                payload += map_len;
-                payload_len -= map_len;
-                total = 0;
-                for (size_t b = 0; b < nb; b++)
-                        if (map[b / 8] & (1u << (b % 8)))
-                                total += block_len(info.plain_len, b);
-                for (size_t b = nb; b < map_len * 8; b++)
-                        if (map[b / 8] & (1u << (b % 8)))
+                r = dd_blob_blocks(blob, len, blocks, ELEMENTSOF(blocks), NULL);
+                if (r < 0)
+                        return r;
+                for (size_t b = 0; b < nb; b++) {
+                        size_t bl = block_len(info.plain_len, b);
+
+                        r = expect ? dd_blob_decode_block(ctx, &blocks[b], o + b * DD_BLOCK_SIZE, bl)
+                                   : block_plain(ctx, &blocks[b], o + b * DD_BLOCK_SIZE, bl);
+                        if (r < 0)
+                                return r;
+                }
+                if (expect) {
+                        dd_digest digests[ELEMENTSOF(blocks)];
+                        for (size_t b = 0; b < nb; b++)
+                                digests[b] = blocks[b].digest;
+                        r = dd_chunk_digest_combine(digests, info.plain_len, &d);
+                        if (r < 0)
+                                return r;
+                        if (!dd_digest_eq(&d, expect))
                                 return -EBADMSG;
+                }
+                return (ssize_t)info.plain_len;
         }
         if (info.flags & DD_BLOB_FLAG_ZSTD) {
-                size_t z;
-
-                if (!ctx->dctx) {
-                        ctx->dctx = ZSTD_createDCtx();
-                        if (!ctx->dctx)
-                                return -ENOMEM;
-                }
-                z = ZSTD_decompressDCtx(ctx->dctx, o, total, payload, payload_len);
-                if (ZSTD_isError(z) || z != total)
-                        return -EBADMSG;
-        } else {
-                if (payload_len != total)
-                        return -EBADMSG;
-                memcpy(o, payload, total);
-        }
-        if (map) {
-                /* Spread the stored blocks out to their places, last first, and
-                 * zero the others. */
-                size_t at = total;
-                for (size_t b = nb; b-- > 0;) {
-                        size_t bl = block_len(info.plain_len, b);
-                        if (map[b / 8] & (1u << (b % 8))) {
-                                at -= bl;
-                                memmove(o + b * DD_BLOCK_SIZE, o + at, bl);
-                        } else
-                                memset(o + b * DD_BLOCK_SIZE, 0, bl);
-                }
-        }
+                ssize_t n = decompress(ctx, payload, len - DD_BLOB_HEADER_SIZE, o, info.plain_len);
+                if (n < 0)
+                        return n;
+        } else
+                memcpy(o, payload, info.plain_len);
         if (expect) {
-                dd_digest d;
-
                 r = dd_chunk_digest(out, info.plain_len, &d);
                 if (r < 0)
                         return r;

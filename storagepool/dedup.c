@@ -344,16 +344,40 @@ static void mark_touched(const sp_chunk *c, bool *touched)
         }
 }
 
-/* For a partly read chunk of an incremental: loads the parent's chunk into
- * the aux buffer, checks it against its digest while computing its block
- * digests into c->blocks, and lays the read pieces on top. Sets *ret_data to
- * the rebuilt chunk, or leaves it at c->data when the parent had zeros
- * there. Blocks the parent's digests do not describe are marked touched. */
-static int patch_from_parent(dedup_disk_writer *dw, sp_chunk *c, bool *touched, uint8_t **ret_data)
+/* Copies the parts of c's pieces that fall into [at, at + len) of the chunk
+ * from c->data into buf (which holds those len bytes). */
+static void overlay_pieces(const sp_chunk *c, uint64_t at, size_t len, uint8_t *buf)
 {
-        sp_pool *p = dw->base.w->pool;
-        dd_digest pd, check;
-        uint8_t *aux;
+        for (size_t i = 0; i < c->n_pieces; i++) {
+                uint64_t s = MAX(c->pieces[i].offset - c->offset, at);
+                uint64_t e = MIN(c->pieces[i].offset - c->offset + c->pieces[i].length, at + len);
+
+                if (s < e)
+                        memcpy(buf + (s - at), c->data + s, e - s);
+        }
+}
+
+/* Marks block b touched; a block no piece touched is undefined in c->data
+ * (sp_chunk.data) and is zeroed first. */
+static void touch_block(sp_chunk *c, bool *touched, size_t b)
+{
+        if (!touched[b])
+                memset(c->data + b * DD_BLOCK_SIZE, 0, MIN(DD_BLOCK_SIZE, c->length - b * DD_BLOCK_SIZE));
+        touched[b] = true;
+}
+
+/* For a partly read chunk of an incremental whose parent has data there:
+ * makes c->data hold the new bytes of every block the pieces touch (the
+ * parent's block with the pieces on top), and fills carry[] with the
+ * parent's stored blocks that nothing touched, to be carried over without
+ * decoding them. The parent's block digests are checked against its chunk
+ * digest; every block decoded is checked against its own. */
+static int patch_from_parent(dedup_disk_writer *dw, sp_chunk *c, bool *touched, dd_blob_block *carry)
+{
+        dd_blob_block pb[SP_CHUNK_SIZE_MAX / DD_BLOCK_SIZE];
+        dd_digest pdig[ELEMENTSOF(pb)], pd, check;
+        size_t nb = dd_block_count(c->length), pnb;
+        uint8_t *aux, *tmp;
         uint32_t plen;
         ssize_t n;
         int r;
@@ -368,36 +392,52 @@ static int patch_from_parent(dedup_disk_writer *dw, sp_chunk *c, bool *touched, 
         aux = sp_chunk_aux(c);
         if (!aux)
                 return -ENOMEM;
+        tmp = aux + c->aux_size - DD_BLOCK_SIZE; /* a block's room after the blob's */
         plen = dd_chunk_length(dd_index_get_header(dw->parent)->disk_size, dw->base.chunk_size, c->index);
-        n = chunk_load(p, &pd, c->scratch, c->scratch_size);
-        if (n >= 0)
-                n = dd_blob_decode(c->ctx, c->scratch, (size_t)n, aux, plen, NULL);
-        if (n >= 0 && (uint32_t)n != plen)
-                n = -EBADMSG;
+        pnb = dd_block_count(plen);
+        n = chunk_load(dw->base.w->pool, &pd, aux, c->aux_size - DD_BLOCK_SIZE);
         if (n < 0)
-                return n == -ENOBUFS ? -EBADMSG : (int)n;
-        for (size_t b = 0; b < dd_block_count(plen); b++) {
-                r = dd_block_digest(aux + b * DD_BLOCK_SIZE, MIN(DD_BLOCK_SIZE, plen - b * DD_BLOCK_SIZE),
-                                    &c->blocks[b]);
-                if (r < 0)
-                        return r;
+                return (int)n;
+        if (pnb < 2) {
+                /* A one-block chunk (the disk's short end): decode it whole. */
+                n = dd_blob_decode(c->ctx, aux, (size_t)n, tmp, plen, &pd);
+                if (n < 0)
+                        return n == -ENOBUFS ? -EBADMSG : (int)n;
+                overlay_pieces(c, 0, plen, tmp);
+                for (size_t b = 0; b < nb; b++)
+                        touch_block(c, touched, b);
+                memcpy(c->data, tmp, MIN(plen, c->length));
+                return 0;
         }
-        r = dd_chunk_digest_combine(c->blocks, plen, &check);
+        r = dd_blob_blocks(aux, (size_t)n, pb, ELEMENTSOF(pb), NULL);
+        if (r < 0)
+                return r == -EMEDIUMTYPE ? -EBADMSG : r;
+        for (size_t b = 0; b < pnb; b++)
+                pdig[b] = pb[b].digest;
+        r = dd_chunk_digest_combine(pdig, plen, &check);
         if (r < 0)
                 return r;
         if (!dd_digest_eq(&check, &pd))
-                return -EBADMSG; /* every byte read back is checked, these too */
-        if (plen < c->length) {
-                /* The disk grew: the parent's short last block and what follows change. */
-                memset(aux + plen, 0, c->length - plen);
-                for (size_t b = plen / DD_BLOCK_SIZE; b < dd_block_count(c->length); b++)
-                        touched[b] = true;
+                return -EBADMSG;
+        for (size_t b = 0; b < nb && b < pnb; b++) {
+                uint64_t at = (uint64_t)b * DD_BLOCK_SIZE;
+                size_t pbl = MIN(DD_BLOCK_SIZE, plen - at);
+
+                if (!touched[b] && pbl == MIN(DD_BLOCK_SIZE, c->length - at)) {
+                        carry[b] = pb[b]; /* unchanged: its frame goes over as it is */
+                        continue;
+                }
+                touch_block(c, touched, b);
+                if (!pb[b].frame)
+                        continue; /* zeros in the parent: c->data is right */
+                r = dd_blob_decode_block(c->ctx, &pb[b], tmp, pbl);
+                if (r < 0)
+                        return r;
+                overlay_pieces(c, at, pbl, tmp);
+                memcpy(c->data + at, tmp, pbl);
         }
-        for (size_t i = 0; i < c->n_pieces; i++) {
-                uint64_t at = c->pieces[i].offset - c->offset;
-                memcpy(aux + at, c->data + at, c->pieces[i].length);
-        }
-        *ret_data = aux;
+        for (size_t b = pnb; b < nb; b++)
+                touch_block(c, touched, b); /* the disk grew: past the parent's end */
         return 0;
 }
 
@@ -406,29 +446,29 @@ static int dedup_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
         dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
         sp_pool *p = base->w->pool;
         bool touched[ELEMENTSOF(c->blocks)];
+        dd_blob_block carry[ELEMENTSOF(c->blocks)];
         size_t nb = dd_block_count(c->length);
         char hex[DD_DIGEST_HEX_SIZE];
         char *tmp = NULL;
-        uint8_t *data = c->data;
         ssize_t n;
         int r;
 
         if (c->length > SP_CHUNK_SIZE_MAX)
                 return -EINVAL;
         c->bytes_new = c->bytes_stored = 0;
+        memset(carry, 0, nb * sizeof(*carry));
         mark_touched(c, touched);
-        r = patch_from_parent(dw, c, touched, &data);
+        r = patch_from_parent(dw, c, touched, carry);
         if (r < 0)
                 return r;
-        /* Only touched blocks are hashed: the others are the parent's (their
-         * digests came with its check) or zeros the source never had. */
+        /* Only touched blocks are hashed: the others are carried over from
+         * the parent (their digests checked with it) or zeros never read. */
         for (size_t b = 0; b < nb; b++) {
                 if (!touched[b]) {
-                        if (data == c->data)
-                                c->blocks[b] = DD_DIGEST_NULL;
+                        c->blocks[b] = carry[b].digest;
                         continue;
                 }
-                r = dd_block_digest(data + b * DD_BLOCK_SIZE, MIN(DD_BLOCK_SIZE, c->length - b * DD_BLOCK_SIZE),
+                r = dd_block_digest(c->data + b * DD_BLOCK_SIZE, MIN(DD_BLOCK_SIZE, c->length - b * DD_BLOCK_SIZE),
                                     &c->blocks[b]);
                 if (r < 0)
                         return r;
@@ -441,7 +481,12 @@ static int dedup_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
         r = chunk_touch(p, &c->digest);
         if (r != 0)
                 return r < 0 ? r : 0; /* stored already: dedup hit */
-        n = dd_blob_encode(c->ctx, p->opts.compression, data, c->length, c->scratch, c->scratch_size);
+        if (nb >= 2) {
+                for (size_t b = 0; b < nb; b++)
+                        carry[b].digest = c->blocks[b];
+                n = dd_blob_build(c->ctx, p->opts.compression, c->data, c->length, carry, c->scratch, c->scratch_size);
+        } else
+                n = dd_blob_encode(c->ctx, p->opts.compression, c->data, c->length, c->scratch, c->scratch_size);
         if (n < 0)
                 return (int)n;
         dd_digest_to_hex(&c->digest, hex);

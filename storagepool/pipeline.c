@@ -97,7 +97,7 @@ static int transfer_new(uv_loop_t *loop, const sp_pipeline_opts *o, uint32_t chu
                 c->data = malloc(chunk_size);
                 c->scratch_size = dd_blob_bound(chunk_size);
                 c->scratch = malloc(c->scratch_size);
-                c->aux_size = chunk_size;
+                c->aux_size = dd_blob_bound(chunk_size) + DD_BLOCK_SIZE;
                 if (!c->ctx || !c->data || !c->scratch)
                         goto fail;
         }
@@ -134,8 +134,22 @@ static void backup_work(uv_work_t *req)
         sp_chunk *c = &s->c;
         int r = 0;
 
-        if (!c->whole)
-                memset(c->data, 0, c->length);
+        /* Bytes not read are zero within the blocks the pieces touch; other
+         * blocks are never looked at (sp_chunk.data). */
+        if (!c->whole) {
+                uint64_t cleared = 0; /* blocks below this are zeroed */
+
+                for (size_t i = 0; i < c->n_pieces; i++) {
+                        uint64_t rel = c->pieces[i].offset - c->offset;
+                        uint64_t from = MAX(rel / DD_BLOCK_SIZE * DD_BLOCK_SIZE, cleared);
+                        uint64_t to = MIN(DIV_ROUND_UP(rel + c->pieces[i].length, DD_BLOCK_SIZE) * DD_BLOCK_SIZE,
+                                          (uint64_t)c->length);
+
+                        if (from < to)
+                                memset(c->data + from, 0, to - from);
+                        cleared = MAX(cleared, to);
+                }
+        }
         for (size_t i = 0; i < c->n_pieces && r >= 0; i++)
                 r = t->src.read(t->src.userdata, c->pieces[i].offset, c->data + (c->pieces[i].offset - c->offset),
                                 c->pieces[i].length);

@@ -96,21 +96,22 @@ typedef struct sp_chunk {
         uint64_t index;
         uint64_t offset;         /* index * chunk size */
         uint32_t length;         /* the last chunk of a disk may be short */
-        uint8_t *data;           /* length bytes; bytes that were not read are zero */
+        uint8_t *data;           /* length bytes: in each 64 KiB block (DD_BLOCK_SIZE) a piece touches,
+                                  * the bytes not read are zero; blocks no piece touches are undefined */
         const dd_extent *pieces; /* what was read from the source (absolute offsets, sorted) */
         size_t n_pieces;
         bool whole;       /* the pieces cover the whole chunk */
         dd_blob_ctx *ctx; /* codec state of this slot */
         uint8_t *scratch; /* dd_blob_bound(chunk size) bytes */
         size_t scratch_size;
-        uint8_t *aux; /* chunk size bytes, from sp_chunk_aux() */
+        uint8_t *aux; /* aux_size bytes (at least a chunk), from sp_chunk_aux() */
         uint32_t aux_size;
         /* set by chunk_prepare */
-        dd_digest digest;      /* dedup pools: the chunk's digest, null when all zero */
+        dd_digest digest;                                    /* dedup pools: the chunk's digest, null when all zero */
         dd_digest blocks[SP_CHUNK_SIZE_MAX / DD_BLOCK_SIZE]; /* dedup pools: its block digests */
-        uint64_t bytes_new;    /* plain bytes newly stored */
-        uint64_t bytes_stored; /* bytes written to the pool */
-        void *driver_data;     /* driver's own result, consumed by chunk_commit */
+        uint64_t bytes_new;                                  /* plain bytes newly stored */
+        uint64_t bytes_stored;                               /* bytes written to the pool */
+        void *driver_data;                                   /* driver's own result, consumed by chunk_commit */
 } sp_chunk;
 
 /* A second chunk-sized buffer for drivers (allocated on first use). */

@@ -39,7 +39,7 @@
  *       16    8  file offset of the blob (0 for a zero record)
  *       24    4  blob length (0 for a zero record)
  *       28    4  zero
- *       32   32  SHA-256 of the record's plain bytes (zero for a zero record)
+ *       32   32  chunk digest (digest.h) of the record's plain bytes, zero for a zero record
  *
  *   trailer, the last 64 bytes of the file
  *        0    8  table offset

@@ -56,7 +56,12 @@ static unsigned round_trip(dd_blob_ctx *ctx, int level, const uint8_t *plain, si
         n = dd_blob_encode(ctx, level, plain, len, blob, bound);
         ASSERT_OK(n);
         ASSERT_TRUE((size_t)n >= DD_BLOB_HEADER_SIZE && (size_t)n <= bound);
-        ASSERT_TRUE((size_t)n <= DD_BLOB_HEADER_SIZE + len); /* never bigger than stored plain */
+        /* Never bigger than stored plain (plus the block table, in the block layout). */
+        if (dd_block_count(len) >= 2)
+                ASSERT_TRUE((size_t)n <= DD_BLOB_HEADER_SIZE + len + (dd_block_count(len) + 7) / 8 +
+                                                 dd_block_count(len) * (4 + DD_DIGEST_SIZE));
+        else
+                ASSERT_TRUE((size_t)n <= DD_BLOB_HEADER_SIZE + len);
 
         ASSERT_MEMEQ(blob, DD_BLOB_MAGIC, 4);
         ASSERT_EQ(blob[4], DD_BLOB_VERSION);
@@ -64,7 +69,7 @@ static unsigned round_trip(dd_blob_ctx *ctx, int level, const uint8_t *plain, si
         ASSERT_EQ(blob[7], 0);
         ASSERT_UEQ(get_le32(blob + 8), len);
         ASSERT_UEQ(get_le32(blob + 12), dd_crc32c(0, blob + DD_BLOB_HEADER_SIZE, (size_t)n - DD_BLOB_HEADER_SIZE));
-        if (!(blob[5] & (DD_BLOB_FLAG_ZSTD | DD_BLOB_FLAG_SPARSE))) {
+        if (!(blob[5] & (DD_BLOB_FLAG_ZSTD | DD_BLOB_FLAG_BLOCKS))) {
                 ASSERT_UEQ((size_t)n, DD_BLOB_HEADER_SIZE + len);
                 ASSERT_MEMEQ(blob + DD_BLOB_HEADER_SIZE, plain, len);
         }
@@ -108,16 +113,22 @@ TEST(blob_round_trip)
                         /* Level 19 on a whole MiB is slow: keep it to the smaller sizes. */
                         if (level == DD_COMPRESSION_LEVEL_MAX && len > 65536)
                                 continue;
+                        /* Chunks of two or more blocks have the block layout, whose
+                         * blocks carry their own zstd flag. */
+                        bool blocks = len > DD_BLOCK_SIZE;
+
                         f = round_trip(ctx, level, text, len);
-                        if (level == DD_COMPRESSION_NONE || len == 0)
+                        if (blocks)
+                                ASSERT_EQ(f, DD_BLOB_FLAG_BLOCKS);
+                        else if (level == DD_COMPRESSION_NONE || len == 0)
                                 ASSERT_EQ(f, 0);
                         else if (len >= 4096)
                                 ASSERT_EQ(f, DD_BLOB_FLAG_ZSTD);
                         /* Random data never compresses: stored as is. */
-                        ASSERT_EQ(round_trip(ctx, level, rnd, len), 0);
+                        ASSERT_EQ(round_trip(ctx, level, rnd, len), blocks ? DD_BLOB_FLAG_BLOCKS : 0);
                         f = round_trip(ctx, level, zero, len);
-                        if (len > DD_BLOCK_SIZE) /* zero blocks are left out: nothing is stored */
-                                ASSERT_EQ(f, DD_BLOB_FLAG_SPARSE);
+                        if (len > DD_BLOCK_SIZE) /* the block layout; zero blocks are left out */
+                                ASSERT_EQ(f, DD_BLOB_FLAG_BLOCKS);
                         else if (level > DD_COMPRESSION_NONE && len >= 100)
                                 ASSERT_EQ(f, DD_BLOB_FLAG_ZSTD);
                 }
@@ -410,8 +421,8 @@ TEST(blob_peek_and_check)
                 ASSERT_ERR(dd_blob_peek(b, n, NULL), EPROTONOSUPPORT);
         }
 
-        /* A sparse blob of a single block does not exist. */
-        n = make_blob(b, DD_BLOB_VERSION, DD_BLOB_FLAG_SPARSE, 0, 5, "\x01hello", 6);
+        /* The block layout is for chunks of two or more blocks only. */
+        n = make_blob(b, DD_BLOB_VERSION, DD_BLOB_FLAG_BLOCKS, 0, 5, "\x01hello", 6);
         ASSERT_ERR(dd_blob_decode(ctx, b, n, out, sizeof(out), NULL), EBADMSG);
 
         /* Damaged header fields. */
@@ -524,35 +535,91 @@ TEST(blob_ctx_reuse)
         }
 }
 
-/* Zero blocks are left out of a blob, whatever their place, and come back. */
-TEST(blob_sparse_layout)
+/* The block layout: zero blocks are left out, whatever their place, the
+ * others are stored one by one with their digests, and all come back. */
+TEST(blob_block_layout)
 {
         _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
         size_t len = 5 * DD_BLOCK_SIZE + 1000, bound = dd_blob_bound(len);
         _cleanup_free_ uint8_t *plain = calloc(1, len), *blob = malloc(bound), *out = malloc(len);
         static const int levels[] = { DD_COMPRESSION_NONE, DD_COMPRESSION_FAST };
-        dd_digest d;
+        dd_blob_block k[6];
+        dd_digest d, bd;
 
         ASSERT_TRUE(ctx && plain && blob && out);
-        for (size_t i = 0; i < 4000; i++) /* block 1: incompressible-ish */
+        for (size_t i = 0; i < 4000; i++) /* block 1 */
                 plain[DD_BLOCK_SIZE + i * 16] = (uint8_t)(i * 131 + 7);
         memset(plain + 3 * DD_BLOCK_SIZE, 'x', 100); /* block 3 */
-        plain[len - 1] = 9;                         /* the short last block */
+        plain[len - 1] = 9;                          /* the short last block */
         ASSERT_OK(dd_chunk_digest(plain, len, &d));
-        for (size_t k = 0; k < ELEMENTSOF(levels); k++) {
-                ssize_t n = dd_blob_encode(ctx, levels[k], plain, len, blob, bound);
+        for (size_t l = 0; l < ELEMENTSOF(levels); l++) {
+                ssize_t n = dd_blob_encode(ctx, levels[l], plain, len, blob, bound);
 
                 ASSERT_OK(n);
-                ASSERT_TRUE(blob[5] & DD_BLOB_FLAG_SPARSE);
+                ASSERT_EQ(blob[5], DD_BLOB_FLAG_BLOCKS);
                 ASSERT_EQ(blob[DD_BLOB_HEADER_SIZE], 0x2a); /* blocks 1, 3 and 5 */
-                if (levels[k] == DD_COMPRESSION_NONE)
-                        ASSERT_UEQ((size_t)n, DD_BLOB_HEADER_SIZE + 1 + 2 * DD_BLOCK_SIZE + 1000);
+                if (levels[l] == DD_COMPRESSION_NONE)
+                        ASSERT_UEQ((size_t)n, DD_BLOB_HEADER_SIZE + 1 + 3 * 36 + 2 * DD_BLOCK_SIZE + 1000);
                 memset(out, 0xee, len);
                 ASSERT_EQ(dd_blob_decode(ctx, blob, (size_t)n, out, len, &d), len);
                 ASSERT_MEMEQ(out, plain, len);
+
+                /* Its blocks, one by one. */
+                ASSERT_OK(dd_blob_blocks(blob, (size_t)n, k, ELEMENTSOF(k), NULL));
+                ASSERT_TRUE(!k[0].frame && k[1].frame && !k[2].frame && k[3].frame && !k[4].frame && k[5].frame);
+                ASSERT_EQ(k[3].zstd, levels[l] != DD_COMPRESSION_NONE);
+                ASSERT_OK(dd_block_digest(plain + 3 * DD_BLOCK_SIZE, DD_BLOCK_SIZE, &bd));
+                ASSERT_TRUE(dd_digest_eq(&bd, &k[3].digest));
+                ASSERT_OK(dd_blob_decode_block(ctx, &k[3], out, DD_BLOCK_SIZE));
+                ASSERT_MEMEQ(out, plain + 3 * DD_BLOCK_SIZE, DD_BLOCK_SIZE);
+                ASSERT_ERR(dd_blob_decode_block(ctx, &k[1], out, DD_BLOCK_SIZE - 1), EBADMSG);
+
                 /* A bit set past the last block is refused. */
                 blob[DD_BLOB_HEADER_SIZE] |= 0x80;
                 put_le32(blob + 12, dd_crc32c(0, blob + DD_BLOB_HEADER_SIZE, (size_t)n - DD_BLOB_HEADER_SIZE));
                 ASSERT_ERR(dd_blob_decode(ctx, blob, (size_t)n, out, len, NULL), EBADMSG);
         }
+}
+
+/* A blob built from another one's frames plus new blocks decodes to the
+ * patched bytes, and the frames carried over are byte for byte the same. */
+TEST(blob_build_carries_frames)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        size_t len = 4 * DD_BLOCK_SIZE, bound = dd_blob_bound(len);
+        _cleanup_free_ uint8_t *plain = malloc(len), *a = malloc(bound), *b2 = malloc(bound), *out = malloc(len);
+        dd_blob_block k[4], nk[4];
+        dd_digest d;
+        ssize_t n, m;
+
+        ASSERT_TRUE(ctx && plain && a && b2 && out);
+        for (size_t i = 0; i < len; i++)
+                plain[i] = (uint8_t)("vbak blocks "[i % 12] + i / 4096);
+        n = dd_blob_encode(ctx, DD_COMPRESSION_FAST, plain, len, a, bound);
+        ASSERT_OK(n);
+        ASSERT_OK(dd_blob_blocks(a, (size_t)n, k, ELEMENTSOF(k), NULL));
+        /* Change block 2, keep the others' frames. */
+        memset(plain + 2 * DD_BLOCK_SIZE + 10, 'Q', 50);
+        for (size_t i = 0; i < 4; i++)
+                nk[i] = k[i];
+        nk[2] = (dd_blob_block){ 0 };
+        ASSERT_OK(dd_block_digest(plain + 2 * DD_BLOCK_SIZE, DD_BLOCK_SIZE, &nk[2].digest));
+        m = dd_blob_build(ctx, DD_COMPRESSION_FAST, plain, len, nk, b2, bound);
+        ASSERT_OK(m);
+        ASSERT_OK(dd_chunk_digest(plain, len, &d));
+        ASSERT_EQ(dd_blob_decode(ctx, b2, (size_t)m, out, len, &d), len);
+        ASSERT_MEMEQ(out, plain, len);
+        ASSERT_OK(dd_blob_blocks(b2, (size_t)m, nk, ELEMENTSOF(nk), NULL));
+        ASSERT_EQ(nk[0].frame_len, k[0].frame_len);
+        ASSERT_MEMEQ(nk[0].frame, k[0].frame, k[0].frame_len);
+        /* A carried digest that does not match its frame is caught on read. */
+        nk[0] = k[1];
+        nk[1] = k[1];
+        nk[2] = k[2];
+        nk[3] = k[3];
+        nk[0].digest = k[0].digest;
+        m = dd_blob_build(ctx, DD_COMPRESSION_FAST, NULL, len, nk, b2, bound);
+        ASSERT_OK(m);
+        ASSERT_ERR(dd_blob_decode(ctx, b2, (size_t)m, out, len, &d), EBADMSG);
+        ASSERT_ERR(dd_blob_build(ctx, 1, plain, DD_BLOCK_SIZE, nk, b2, bound), EINVAL);
 }

@@ -321,7 +321,7 @@ TEST(gc_keeps_what_a_running_writer_relies_on)
                         .whole = true,
                         .ctx = dd_blob_ctx_new(),
                         .scratch_size = dd_blob_bound(MiB),
-                        .aux_size = MiB };
+                        .aux_size = (uint32_t)(dd_blob_bound(MiB) + DD_BLOCK_SIZE) };
         c.scratch = malloc(c.scratch_size);
         ASSERT_OK(p->drv->chunk_prepare(dw, &c));
         ASSERT_UEQ(c.bytes_new, 0); /* a dedup hit */
@@ -440,4 +440,34 @@ TEST(pool_open_errors)
         o = SP_OPTIONS_DEFAULT;
         o.type = "floppy";
         ASSERT_ERR(sp_pool_create("other", &o), EPROTONOSUPPORT);
+}
+
+/* An incremental of a disk that grew: the parent's short last chunk is
+ * extended, the chunks past it are new; only the changed bytes are read. */
+TEST(incremental_of_a_grown_disk)
+{
+        sp_pool *p = tp_new_pool("pool", "dedup", MiB);
+        dd_manifest *full = NULL, *inc = NULL;
+        dd_extents ch = DD_EXTENTS_INIT;
+        uint64_t small = 3 * MiB + 70000, big = 5 * MiB + 5;
+        int fd = tp_make_image("disk.img", small);
+
+        tp_write_random(fd, 0, small, 21); /* every block has data */
+        ASSERT_OK(tp_backup(p, "vm1", fd, small, NULL, NULL, 0, &full, NULL));
+        ASSERT_TRUE(ftruncate(fd, (off_t)big) == 0);
+        tp_write_random(fd, 3 * MiB + 100, 10, 22);   /* inside the parent's short last chunk */
+        tp_write_random(fd, 4 * MiB + 3, 4000, 23);   /* past the parent's end */
+        tp_write_random(fd, 2 * MiB + 65530, 20, 24); /* across a block boundary */
+        ASSERT_OK(dd_extents_add(&ch, 3 * MiB + 100, 10));
+        ASSERT_OK(dd_extents_add(&ch, 4 * MiB + 3, 4000));
+        ASSERT_OK(dd_extents_add(&ch, 2 * MiB + 65530, 20));
+        ASSERT_OK(dd_extents_normalize(&ch, big));
+        ASSERT_OK(tp_backup(p, "vm1", fd, big, full->id, &ch, 0, &inc, NULL));
+        ASSERT_OK(tp_restore(p, inc, "out.img", NULL));
+        ASSERT_TRUE(tp_same_files("disk.img", "out.img"));
+        dd_extents_clear(&ch);
+        dd_manifest_free(full);
+        dd_manifest_free(inc);
+        close(fd);
+        sp_pool_close(p);
 }
