@@ -91,13 +91,14 @@ asan:
 integration: all
 	@tests/integration/run.sh $(B)
 
-## check: install what is missing, build, run every test (unit, ASan+UBSan, fuzz replay, integration)
+## check: install what is missing, build, run every test (unit, ASan+UBSan, fuzz replay, integration, formatting)
 check: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) fuzz-replay
 	$(MAKE) asan
 	$(MAKE) integration
+	$(MAKE) format-check
 
 test: check
 
