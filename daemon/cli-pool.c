@@ -691,9 +691,9 @@ static int cmd_list(int argc, char **argv)
                         json_array_append_new(a, manifest_summary(v[i]));
                 code = print_json(a);
         } else {
-                printf("%-26s %-20s %-12s %-26s %s\n", "ID", "VM", "TYPE", "PARENT", "DISKS");
+                printf("%-30s %-16s %-11s %-30s %s\n", "ID", "VM", "TYPE", "PARENT", "DISKS");
                 for (size_t i = 0; i < n; i++) {
-                        printf("%-26s %-20s %-12s %-26s", v[i]->id, v[i]->vm.name, dd_backup_type_to_string(v[i]->type),
+                        printf("%-30s %-16s %-11s %-30s", v[i]->id, v[i]->vm.name, dd_backup_type_to_string(v[i]->type),
                                v[i]->parent ? v[i]->parent : "-");
                         for (size_t k = 0; k < v[i]->n_disks; k++)
                                 printf(" %s", v[i]->disks[k].name);

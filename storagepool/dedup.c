@@ -590,11 +590,8 @@ static int dedup_commit(sp_writer *base, dd_manifest **ret)
         sp_pool *p = base->pool;
         int r;
 
-        base->m->time_end = time(NULL);
         r = sp_fs_rp_commit(p, &w->rp, base->m);
-        if (r < 0)
-                sp_fs_rp_abort(p, &w->rp);
-        else if (ret)
+        if (r >= 0 && ret)
                 *ret = TAKE_PTR(base->m);
         writer_free(w);
         return r;

@@ -247,21 +247,23 @@ fail:
         return r;
 }
 
-int sp_fs_rp_commit(sp_pool *p, sp_fs_rp *rp, const dd_manifest *m)
+int sp_fs_rp_commit(sp_pool *p, sp_fs_rp *rp, dd_manifest *m)
 {
         _cleanup_free_ char *text = NULL;
         bool do_sync = p->opts.fsync == SP_FSYNC_ALWAYS;
         int r;
 
+        m->time_end = time(NULL);
         r = dd_manifest_format(m, &text);
-        if (r < 0)
-                return r;
         /* Everything the manifest references must be durable before it is. */
-        if (do_sync && syncfs(p->dirfd) < 0)
-                return -errno;
-        r = vb_write_file_atomic_at(rp->dirfd, DD_MANIFEST_NAME, text, strlen(text), do_sync);
-        if (r < 0)
+        if (r >= 0 && do_sync && syncfs(p->dirfd) < 0)
+                r = -errno;
+        if (r >= 0)
+                r = vb_write_file_atomic_at(rp->dirfd, DD_MANIFEST_NAME, text, strlen(text), do_sync);
+        if (r < 0) {
+                sp_fs_rp_abort(p, rp);
                 return r;
+        }
         close(rp->dirfd);
         rp->dirfd = -1;
         free(rp->path);

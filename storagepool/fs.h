@@ -56,9 +56,10 @@ typedef struct sp_fs_rp {
 /* Picks a new id (UTC time plus random suffix), takes the writer lock
  * (recording id and parent), creates the folder. Sets m->id. */
 int sp_fs_rp_begin(sp_pool *p, dd_manifest *m, sp_fs_rp *rp);
-/* Makes the restore point exist: syncs the pool (SP_FSYNC_ALWAYS), writes
- * manifest.json atomically, then releases the lock. */
-int sp_fs_rp_commit(sp_pool *p, sp_fs_rp *rp, const dd_manifest *m);
+/* Makes the restore point exist: sets m->time_end, syncs the pool
+ * (SP_FSYNC_ALWAYS), writes manifest.json atomically, then releases the
+ * lock. On failure the restore point is aborted (sp_fs_rp_abort). */
+int sp_fs_rp_commit(sp_pool *p, sp_fs_rp *rp, dd_manifest *m);
 /* Removes the folder and releases the lock. */
 void sp_fs_rp_abort(sp_pool *p, sp_fs_rp *rp);
 

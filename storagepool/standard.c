@@ -1370,11 +1370,8 @@ static int std_commit(sp_writer *base, dd_manifest **ret)
                 writer_free(w);
                 return r;
         }
-        base->m->time_end = time(NULL);
         r = sp_fs_rp_commit(p, &w->rp, base->m);
-        if (r < 0)
-                sp_fs_rp_abort(p, &w->rp);
-        else if (ret)
+        if (r >= 0 && ret)
                 *ret = TAKE_PTR(base->m);
         writer_free(w);
         return r;
