@@ -697,8 +697,11 @@ int sp_fs_publish(sp_pool *p, const char *tmp, const char *path)
                         break;
                 }
                 if (errno == ENOENT && attempt == 0 && slash) {
+                        /* A missing fan-out folder: usually only its last level. */
                         _cleanup_free_ char *dir = strndup(path, (size_t)(slash - path));
-                        r = dir ? vb_mkdir_p_at(p->dirfd, dir, 0755) : -ENOMEM;
+                        r = !dir ? -ENOMEM : mkdirat(p->dirfd, dir, 0755) == 0 || errno == EEXIST ? 0 : -errno;
+                        if (r == -ENOENT)
+                                r = vb_mkdir_p_at(p->dirfd, dir, 0755);
                         if (r < 0)
                                 break;
                         continue;
