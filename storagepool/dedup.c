@@ -10,9 +10,10 @@
  * digest is never rewritten. New blobs of a disk are published in batches:
  * with fsync=always one syncfs() makes a whole batch durable before any of
  * it is renamed, so a name under chunks/ always holds complete bytes, at the
- * cost of one flush per batch instead of one per chunk. Until it is
- * published a blob is known only to its writer (the pending list), and the
- * index that references it is not committed. The zero chunk is never stored.
+ * cost of one flush per batch instead of one per chunk; a flusher thread per
+ * disk does that while the next chunks are prepared. Until it is published
+ * a blob is known only to its writer (the pending lists), and the index that
+ * references it is not committed. The zero chunk is never stored.
  *
  * Garbage collection and concurrent backups (mtime protocol). Every chunk a
  * writer relies on gets its mtime set to "now": a chunk it stores is new,
@@ -72,9 +73,19 @@ typedef struct dedup_disk_writer {
         uint64_t bytes_new, bytes_data;
         dd_index *parent; /* the parent's index of this disk, when it has one */
         uint64_t parent_count;
-        pthread_mutex_t lock; /* guards pending; prepare runs on several threads */
+        /* New blobs wait in pending (filled by prepare, on several threads),
+         * then in flushing while the flusher thread makes them durable and
+         * renames them into place (fsync=always), so that no prepare waits
+         * for the flush. */
+        pthread_mutex_t lock; /* guards everything below */
+        pthread_cond_t cond;
         pending_blob pending[PUBLISH_BATCH];
         size_t n_pending;
+        pending_blob flushing[PUBLISH_BATCH];
+        size_t n_flushing;
+        int flush_error;
+        bool flusher_running, stop;
+        pthread_t flusher;
 } dedup_disk_writer;
 
 typedef struct dedup_reader {
@@ -223,6 +234,7 @@ static int dedup_disk_begin(sp_writer *base, const char *disk, uint64_t size, sp
         if (!dw)
                 return -ENOMEM;
         pthread_mutex_init(&dw->lock, NULL);
+        pthread_cond_init(&dw->cond, NULL);
         dw->base = (sp_disk_writer){ .w = base, .size = size, .chunk_size = p->opts.chunk_size };
         dw->name = strdup(disk);
         if (!dw->name) {
@@ -255,6 +267,7 @@ static int dedup_disk_begin(sp_writer *base, const char *disk, uint64_t size, sp
         return 0;
 fail:
         dd_index_free(dw->parent);
+        pthread_cond_destroy(&dw->cond);
         pthread_mutex_destroy(&dw->lock);
         free(dw->name);
         free(dw);
@@ -289,43 +302,96 @@ static int publish(sp_pool *p, pending_blob *v, size_t n)
         return r;
 }
 
-/* Publishes everything pending (from any thread). */
-static int flush_pending(dedup_disk_writer *dw)
+static void *flusher_main(void *userdata)
 {
-        pending_blob batch[PUBLISH_BATCH];
-        size_t n;
+        dedup_disk_writer *dw = userdata;
 
         pthread_mutex_lock(&dw->lock);
-        n = dw->n_pending;
-        memcpy(batch, dw->pending, n * sizeof(*batch));
-        dw->n_pending = 0;
+        for (;;) {
+                size_t n;
+                int r;
+
+                while (dw->n_flushing == 0 && !dw->stop)
+                        pthread_cond_wait(&dw->cond, &dw->lock);
+                if (dw->n_flushing == 0)
+                        break;
+                n = dw->n_flushing;
+                pthread_mutex_unlock(&dw->lock);
+                r = publish(dw->base.w->pool, dw->flushing, n); /* only this thread touches flushing now */
+                pthread_mutex_lock(&dw->lock);
+                if (r < 0 && dw->flush_error == 0)
+                        dw->flush_error = r;
+                dw->n_flushing = 0;
+                pthread_cond_broadcast(&dw->cond);
+        }
         pthread_mutex_unlock(&dw->lock);
-        return publish(dw->base.w->pool, batch, n);
+        return NULL;
 }
 
-/* Adds a new blob's temp file to the pending batch; publishes the batch when
- * it is full. 0 when added, 1 when the same digest was already pending. */
-static int add_pending(dedup_disk_writer *dw, const dd_digest *d, char *tmp)
+/* With the lock held: hands the pending batch to the flusher, after the
+ * previous one is done (so at most two batches wait). */
+static int hand_over_locked(dedup_disk_writer *dw)
 {
-        pending_blob batch[PUBLISH_BATCH];
-        size_t n = 0;
+        while (dw->n_flushing > 0)
+                pthread_cond_wait(&dw->cond, &dw->lock);
+        if (dw->n_pending == 0)
+                return dw->flush_error;
+        if (!dw->flusher_running) {
+                int r = pthread_create(&dw->flusher, NULL, flusher_main, dw);
+                if (r != 0)
+                        return -r;
+                dw->flusher_running = true;
+        }
+        memcpy(dw->flushing, dw->pending, dw->n_pending * sizeof(*dw->pending));
+        dw->n_flushing = dw->n_pending;
+        dw->n_pending = 0;
+        pthread_cond_broadcast(&dw->cond);
+        return dw->flush_error;
+}
+
+/* Publishes everything pending and waits for it (from the caller's thread). */
+static int flush_pending(dedup_disk_writer *dw)
+{
+        int r;
 
         pthread_mutex_lock(&dw->lock);
-        for (size_t i = 0; i < dw->n_pending; i++)
-                if (dd_digest_eq(&dw->pending[i].digest, d)) {
+        r = hand_over_locked(dw);
+        while (dw->n_flushing > 0)
+                pthread_cond_wait(&dw->cond, &dw->lock);
+        if (r >= 0)
+                r = dw->flush_error;
+        pthread_mutex_unlock(&dw->lock);
+        return r;
+}
+
+/* Adds a new blob's temp file to be published (at once with fsync=none, in
+ * batches with fsync=always). 0 when added, 1 when the same digest was
+ * already on its way. */
+static int add_pending(dedup_disk_writer *dw, const dd_digest *d, char *tmp)
+{
+        sp_pool *p = dw->base.w->pool;
+        pending_blob one = { *d, tmp };
+        int r = 0;
+
+        if (p->opts.fsync != SP_FSYNC_ALWAYS)
+                return publish(p, &one, 1); /* nothing to wait for: name it now */
+        pthread_mutex_lock(&dw->lock);
+        while (dw->n_pending == PUBLISH_BATCH) /* full: being handed over */
+                pthread_cond_wait(&dw->cond, &dw->lock);
+        for (size_t i = 0; i < dw->n_pending + dw->n_flushing; i++) {
+                const pending_blob *b = i < dw->n_pending ? &dw->pending[i] : &dw->flushing[i - dw->n_pending];
+                if (dd_digest_eq(&b->digest, d)) {
                         pthread_mutex_unlock(&dw->lock);
-                        unlinkat(dw->base.w->pool->dirfd, tmp, 0);
+                        unlinkat(p->dirfd, tmp, 0);
                         free(tmp);
                         return 1;
                 }
-        dw->pending[dw->n_pending++] = (pending_blob){ *d, tmp };
-        if (dw->n_pending == PUBLISH_BATCH) {
-                n = dw->n_pending;
-                memcpy(batch, dw->pending, n * sizeof(*batch));
-                dw->n_pending = 0;
         }
+        dw->pending[dw->n_pending++] = one;
+        if (dw->n_pending == PUBLISH_BATCH)
+                r = hand_over_locked(dw);
         pthread_mutex_unlock(&dw->lock);
-        return publish(dw->base.w->pool, batch, n);
+        return r;
 }
 
 /* Marks the blocks of c that its pieces touch. */
@@ -539,10 +605,18 @@ static int dedup_chunk_skip(sp_disk_writer *base, uint64_t index)
 
 static void disk_writer_free(dedup_disk_writer *dw)
 {
+        if (dw->flusher_running) {
+                pthread_mutex_lock(&dw->lock);
+                dw->stop = true;
+                pthread_cond_broadcast(&dw->cond);
+                pthread_mutex_unlock(&dw->lock);
+                pthread_join(dw->flusher, NULL);
+        }
         for (size_t i = 0; i < dw->n_pending; i++) {
                 unlinkat(dw->base.w->pool->dirfd, dw->pending[i].tmp, 0);
                 free(dw->pending[i].tmp);
         }
+        pthread_cond_destroy(&dw->cond);
         pthread_mutex_destroy(&dw->lock);
         dd_index_writer_free(dw->iw);
         free(dw->name);
