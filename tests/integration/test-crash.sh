@@ -42,8 +42,10 @@ for delay in 0.2 0.5 1; do
         info "kill -9 after $delay s"
         slow_backup "$pool" frag.img
         sleep "$delay"
-        kill -9 "$vbak_pid" 2>/dev/null ||
-                die "the slowed backup (pid $vbak_pid) ended before it was killed after $delay s: $(cat slow.out slow.err)"
+        if ! kill -9 "$vbak_pid" 2>/dev/null; then
+                ps -o pid,ppid,stat,comm -p "$vbak_pid","$slow_pid" >&2 || true
+                die "the slowed backup (pid [$vbak_pid]) ended before it was killed after $delay s: $(cat slow.out slow.err)"
+        fi
         rc=0
         wait "$slow_pid" 2>/dev/null || rc=$?
         [[ $rc != 0 ]] || die "the killed backup's strace exited 0"
