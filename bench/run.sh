@@ -70,17 +70,39 @@ CHANGED_BYTES=$(sort -n "$DATA/changed.extents" | awk '
           cs = s; ce = e; n = 1 }
         END { if (n) t += ce - cs; print t + 0 }')
 
+# Repositories, pools and restore targets go to STORE: a fresh ext4 file
+# system with a journal, loop-mounted, the same for every tool, as a backup
+# store would be. (This machine's root file system has no journal; there,
+# ext4 looks at every recently deleted inode when it creates a file, which
+# slows whatever creates many files right after the bench deleted many.)
+# VBAK_BENCH_STORE_FS=0 keeps everything on the file system of $RUN.
+STORE=$RUN/store
+STORE_IMG=$DATA/store.img
+if mountpoint -q "$STORE" 2>/dev/null; then
+        umount "$STORE"
+fi
 rm -rf "$RUN"
-mkdir -p "$LOG" "$RUN/src"
+mkdir -p "$LOG" "$RUN/src" "$STORE"
+STORE_FS="$(df --output=fstype "$RUN" | tail -n 1) of $RUN"
+if [ "${VBAK_BENCH_STORE_FS:-1}" != 0 ]; then
+        rm -f "$STORE_IMG"
+        if truncate -s 16G "$STORE_IMG" && mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$STORE_IMG" && mount -o loop "$STORE_IMG" "$STORE"; then
+                trap 'umount "$STORE" 2>/dev/null; rm -f "$STORE_IMG"' EXIT
+                STORE_FS="a fresh ext4 with a journal (16 GiB image, loop-mounted)"
+        else
+                log "could not mount a scratch file system; the repositories stay on $STORE_FS"
+                rm -f "$STORE_IMG"
+        fi
+fi
 
 # borg and restic never prompt and keep their caches in the scratch folder.
-export BORG_BASE_DIR=$RUN/borg-home
+export BORG_BASE_DIR=$STORE/borg-home
 export BORG_PASSPHRASE=
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_DISPLAY_PASSPHRASE=no
 export RESTIC_PASSWORD=vbak-bench
-export RESTIC_CACHE_DIR=$RUN/restic-cache
+export RESTIC_CACHE_DIR=$STORE/restic-cache
 unset BORG_REPO RESTIC_REPOSITORY RESTIC_PASSWORD_FILE RESTIC_PASSWORD_COMMAND
 
 # ------------------------------------------------------------------ helpers
@@ -196,7 +218,7 @@ vbak_full_incr() {
 }
 
 round_vbak() { # round_vbak ROUND
-        local pool=$RUN/vbak-main tag=r$1-vbak target=$RUN/vbak-restore.img init=$LOG/r$1-vbak-init.json
+        local pool=$STORE/vbak-main tag=r$1-vbak target=$STORE/vbak-restore.img init=$LOG/r$1-vbak-init.json
         log "  vbak: full backup, incremental, restore (pool with default options)"
         rm -rf "$pool"
         "$VBAK" pool init "$pool" --json >"$init"
@@ -220,10 +242,10 @@ round_vbak() { # round_vbak ROUND
 round_zstd() {
         log "  zstd -1 -T2 of base.img"
         warm "$DATA/base.img"
-        timed "r$1-zstd" "$RUN/zstd.out" zstd -1 -T2 -q -c "$DATA/base.img"
+        timed "r$1-zstd" "$STORE/zstd.out" zstd -1 -T2 -q -c "$DATA/base.img"
         row zstd zstd "zstd -1 -T2 base.img" "$LOGICAL" "$ALLOC_BASE" 0 \
-                "output $(mib "$(stat -c %s "$RUN/zstd.out")") MiB (not kept)"
-        rm -f "$RUN/zstd.out"
+                "output $(mib "$(stat -c %s "$STORE/zstd.out")") MiB (not kept)"
+        rm -f "$STORE/zstd.out"
 }
 
 # ------------------------------------------------------------------ borg
@@ -231,9 +253,9 @@ round_zstd() {
 # The image is hard-linked to the same path for both runs, so the second
 # run finds a modified file (other inode, ctime and mtime) at that path.
 round_borg() {
-        local repo=$RUN/borg-repo tag=r$1-borg g0 g1
+        local repo=$STORE/borg-repo tag=r$1-borg g0 g1
         log "  borg: create, create after the change, extract"
-        rm -rf "$repo" "$BORG_BASE_DIR" "$RUN/borg-restore"
+        rm -rf "$repo" "$BORG_BASE_DIR" "$STORE/borg-restore"
         borg init -e none "$repo" >"$LOG/$tag-init.out" 2>&1
         cd "$RUN/src"
         ln -f "$DATA/base.img" disk.img
@@ -250,8 +272,8 @@ round_borg() {
         row borg-2 borg "create #2 changed.img" "$LOGICAL" "$ALLOC_CHANGED" $((g1 - g0)) \
                 "read $(mib "$LOGICAL" 0) MiB"
         rm -f disk.img
-        mkdir -p "$RUN/borg-restore"
-        cd "$RUN/borg-restore"
+        mkdir -p "$STORE/borg-restore"
+        cd "$STORE/borg-restore"
         sync
         timed "$tag-extract" "$LOG/$tag-extract.out" borg extract --sparse "$repo::run2"
         row borg-extract borg "extract #2 (--sparse)" "$LOGICAL" "$ALLOC_CHANGED" 0 \
@@ -260,16 +282,16 @@ round_borg() {
                 cmp "$DATA/changed.img" disk.img || die "borg extract differs from changed.img"
         fi
         cd "$RUN"
-        rm -rf "$repo" "$BORG_BASE_DIR" "$RUN/borg-restore"
+        rm -rf "$repo" "$BORG_BASE_DIR" "$STORE/borg-restore"
 }
 
 # ------------------------------------------------------------------ restic
 
 round_restic() {
         local tag=r$1-restic g0 g1 snap file
-        export RESTIC_REPOSITORY=$RUN/restic-repo
+        export RESTIC_REPOSITORY=$STORE/restic-repo
         log "  restic: backup, backup after the change, restore"
-        rm -rf "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$RUN/restic-restore"
+        rm -rf "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$STORE/restic-restore"
         restic init >"$LOG/$tag-init.out" 2>&1
         cd "$RUN/src"
         ln -f "$DATA/base.img" disk.img
@@ -290,15 +312,15 @@ round_restic() {
         snap=$(need "$(jstr snapshot_id "$LOG/$tag-2.json")" "restic's snapshot id")
         cd "$RUN"
         sync
-        timed "$tag-restore" "$LOG/$tag-restore.out" restic restore -q "$snap" --target "$RUN/restic-restore"
-        file=$(find "$RUN/restic-restore" -name disk.img -type f | head -n 1)
+        timed "$tag-restore" "$LOG/$tag-restore.out" restic restore -q "$snap" --target "$STORE/restic-restore"
+        file=$(find "$STORE/restic-restore" -name disk.img -type f | head -n 1)
         [ -n "$file" ] || die "restic restore wrote no disk.img"
         row restic-restore restic "restore #2" "$LOGICAL" "$ALLOC_CHANGED" 0 \
                 "wrote $(mib "$(alloc_of "$file")") MiB allocated (not sparse)"
         if [ "$1" = 1 ]; then
                 cmp "$DATA/changed.img" "$file" || die "restic restore differs from changed.img"
         fi
-        rm -rf "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$RUN/restic-restore"
+        rm -rf "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$STORE/restic-restore"
         unset RESTIC_REPOSITORY
 }
 
@@ -336,7 +358,7 @@ dedup_vbak() { # dedup_vbak POOL TAG: the five images into an initialised pool
 
 if want dedup; then
         log "dedup over the five images: vbak (default options)"
-        pool=$RUN/vbak-five
+        pool=$STORE/vbak-five
         "$VBAK" pool init "$pool" >"$LOG/five-vbak-init.out"
         dedup_vbak "$pool" five-vbak
         D_TOOLS+=(vbak)
@@ -348,7 +370,7 @@ if want dedup; then
         rm -rf "$pool"
 
         log "dedup over the five images: borg"
-        repo=$RUN/borg-five
+        repo=$STORE/borg-five
         borg init -e none "$repo" >"$LOG/five-borg-init.out" 2>&1
         cd "$DATA"
         sec=0 rss=0
@@ -372,7 +394,7 @@ if want dedup; then
         rm -rf "$repo" "$BORG_BASE_DIR"
 
         log "dedup over the five images: restic"
-        export RESTIC_REPOSITORY=$RUN/restic-five
+        export RESTIC_REPOSITORY=$STORE/restic-five
         restic init >"$LOG/five-restic-init.out" 2>&1
         cd "$DATA"
         sec=0 rss=0 added=0 read=0
@@ -406,7 +428,7 @@ if want chunks; then
                 full='' incr='' rss=0
                 for ((round = 1; round <= REPEAT; round++)); do
                         log "chunk size $cs, round $round of $REPEAT: full backup and incremental"
-                        pool=$RUN/vbak-$cs
+                        pool=$STORE/vbak-$cs
                         rm -rf "$pool"
                         "$VBAK" pool init "$pool" --chunk-size "$cs" >"$LOG/c$cs-r$round-init.out"
                         vbak_full_incr "$pool" "c$cs-r$round" 0
@@ -478,6 +500,7 @@ mibps() { calc "$1 / $MiB / $2" 0; }
         echo "vbak benchmark, $NOW: $NPROC cores, Linux $(uname -r)"
         echo "load average: $LOAD_START at the start, $LOAD_END at the end"
         echo "tools: $V_ZSTD; $V_BORG; $V_RESTIC"
+        echo "repositories, pools and restore targets on $STORE_FS"
         [ -z "$POOL_DEFAULTS" ] || echo "vbak pool defaults: $POOL_DEFAULTS"
         echo "data: $DATA: images of $(mib "$LOGICAL" 0) MiB; base.img $(mib "$ALLOC_BASE") MiB allocated," \
                 "changed.img $(mib "$ALLOC_CHANGED") MiB allocated, $(mib "$CHANGED_BYTES") MiB changed"
