@@ -13,6 +13,8 @@
 #   VBAK_BENCH_ONLY    a subset of "vbak zstd borg restic dedup chunks"
 #                      (default: all)
 #   VBAK_BENCH_STRICT  1: exit 3 when a target does not hold
+#   VBAK_BENCH_STORE_FS 0: keep repositories on the file system of
+#                      VBAK_BENCH_DATA instead of a fresh loop-mounted ext4
 # Output: the table on stdout, progress on stderr, the same results as JSON
 # in $VBAK_BENCH_DATA/last-run.json, logs in $VBAK_BENCH_DATA/run/log.
 set -euo pipefail
