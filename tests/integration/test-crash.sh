@@ -25,7 +25,7 @@ slow_backup() {
         slow_pid=$!
         vbak_pid=
         for _ in $(seq 100); do
-                vbak_pid=$(pgrep -P "$slow_pid" || true)
+                vbak_pid=$(pgrep -P "$slow_pid" | head -n 1 || true)
                 [[ -n $vbak_pid ]] && return 0
                 sleep 0.02
         done
