@@ -180,7 +180,7 @@ struct file_io {
         bool sparse; /* the target reads as zeros: skip zero blocks */
 };
 
-#define SPARSE_BLOCK (64 * 1024)
+#define SPARSE_BLOCK 4096
 
 static int file_read(void *userdata, uint64_t offset, void *buf, size_t len)
 {
@@ -202,7 +202,7 @@ static int file_write(void *userdata, uint64_t offset, const void *buf, size_t l
 
         if (!f->sparse)
                 return vb_pwrite_all(f->fd, buf, len, (off_t)offset);
-        /* Keep a new file sparse: write runs of non-zero blocks only. */
+        /* Keep a new file sparse: write runs of non-zero 4 KiB blocks only. */
         for (size_t at = 0; at < len;) {
                 size_t n = MIN(SPARSE_BLOCK, len - at), run = 0;
                 int r;
