@@ -188,27 +188,42 @@ ssize_t dd_blob_build(dd_blob_ctx *ctx, int level, const void *plain, size_t len
         return (ssize_t)(frame - o);
 }
 
-ssize_t dd_blob_encode(dd_blob_ctx *ctx, int level, const void *plain, size_t len, void *out, size_t out_size)
+ssize_t dd_blob_encode_digest(dd_blob_ctx *ctx, int level, const void *plain, size_t len, void *out, size_t out_size,
+                              dd_digest *ret_digest)
 {
         const uint8_t *p = plain;
         uint8_t *o = out;
         size_t nb = dd_block_count(len);
         unsigned flags = 0;
         ssize_t z;
+        int r;
 
         if (!ctx || (!plain && len) || !out || len > DD_BLOB_PLAIN_MAX || out_size < dd_blob_bound(len))
                 return -EINVAL;
         if (nb >= 2) {
+                /* The block digests serve both the blob and the chunk digest. */
                 _cleanup_free_ dd_blob_block *blocks = calloc(nb, sizeof(*blocks));
+                _cleanup_free_ dd_digest *digests = calloc(nb, sizeof(*digests));
 
-                if (!blocks)
+                if (!blocks || !digests)
                         return -ENOMEM;
                 for (size_t b = 0; b < nb; b++) {
-                        int r = dd_block_digest(p + b * DD_BLOCK_SIZE, block_len(len, b), &blocks[b].digest);
+                        r = dd_block_digest(p + b * DD_BLOCK_SIZE, block_len(len, b), &digests[b]);
+                        if (r < 0)
+                                return r;
+                        blocks[b].digest = digests[b];
+                }
+                if (ret_digest) {
+                        r = dd_chunk_digest_combine(digests, len, ret_digest);
                         if (r < 0)
                                 return r;
                 }
                 return dd_blob_build(ctx, level, plain, len, blocks, out, out_size);
+        }
+        if (ret_digest) {
+                r = dd_chunk_digest(plain, len, ret_digest);
+                if (r < 0)
+                        return r;
         }
         z = compress(ctx, level, plain, len, o + DD_BLOB_HEADER_SIZE, out_size - DD_BLOB_HEADER_SIZE);
         if (z < 0)
@@ -222,6 +237,11 @@ ssize_t dd_blob_encode(dd_blob_ctx *ctx, int level, const void *plain, size_t le
         }
         write_header(o, flags, (uint32_t)len, dd_crc32c(0, o + DD_BLOB_HEADER_SIZE, (size_t)z));
         return DD_BLOB_HEADER_SIZE + z;
+}
+
+ssize_t dd_blob_encode(dd_blob_ctx *ctx, int level, const void *plain, size_t len, void *out, size_t out_size)
+{
+        return dd_blob_encode_digest(ctx, level, plain, len, out, out_size, NULL);
 }
 
 int dd_blob_peek(const void *blob, size_t len, dd_blob_info *ret)

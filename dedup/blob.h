@@ -73,6 +73,11 @@ size_t dd_blob_bound(size_t plain_len);
  * blob's size, or -EINVAL/-ENOMEM/-EIO. */
 ssize_t dd_blob_encode(dd_blob_ctx *ctx, int level, const void *plain, size_t len, void *out, size_t out_size);
 
+/* The same, and the chunk digest of plain (digest.h) into *ret_digest,
+ * hashing every block once for both. */
+ssize_t dd_blob_encode_digest(dd_blob_ctx *ctx, int level, const void *plain, size_t len, void *out, size_t out_size,
+                              dd_digest *ret_digest);
+
 /* Header fields of a blob (len may be just the header), checked for magic,
  * version and flags only. */
 typedef struct dd_blob_info {

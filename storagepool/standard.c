@@ -1122,7 +1122,6 @@ static int std_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
                 uint32_t len = (uint32_t)pieces[i].length;
                 vs_entry *e;
                 ssize_t z;
-                int r;
 
                 if (len == 0)
                         continue;
@@ -1135,13 +1134,8 @@ static int std_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
                 }
                 e = &prep->e[prep->n++];
                 *e = (vs_entry){ .offset = pieces[i].offset, .length = len, .flags = VS_FLAG_DATA };
-                r = dd_chunk_digest(d, len, &e->digest);
-                if (r < 0) {
-                        free(prep->buf);
-                        free(prep);
-                        return r;
-                }
-                z = dd_blob_encode(c->ctx, level, d, len, prep->buf + prep->used, bound - prep->used);
+                z = dd_blob_encode_digest(c->ctx, level, d, len, prep->buf + prep->used, bound - prep->used,
+                                          &e->digest);
                 if (z < 0) {
                         free(prep->buf);
                         free(prep);

@@ -623,3 +623,29 @@ TEST(blob_build_carries_frames)
         ASSERT_ERR(dd_blob_decode(ctx, b2, (size_t)m, out, len, &d), EBADMSG);
         ASSERT_ERR(dd_blob_build(ctx, 1, plain, DD_BLOCK_SIZE, nk, b2, bound), EINVAL);
 }
+
+/* dd_blob_encode_digest gives the chunk digest dd_chunk_digest would, in
+ * both layouts, and the same blob as dd_blob_encode. */
+TEST(blob_encode_digest)
+{
+        _cleanup_(dd_blob_ctx_freep) dd_blob_ctx *ctx = dd_blob_ctx_new();
+        static const size_t sizes[] = { 0, 1, 5000, DD_BLOCK_SIZE, DD_BLOCK_SIZE + 1, 3 * DD_BLOCK_SIZE + 7 };
+        size_t max = 3 * DD_BLOCK_SIZE + 7, bound = dd_blob_bound(max);
+        _cleanup_free_ uint8_t *plain = calloc(1, max), *a = malloc(bound), *b = malloc(bound);
+
+        ASSERT_TRUE(ctx && plain && a && b);
+        for (size_t i = 0; i < max; i += 3)
+                plain[i] = (uint8_t)(i / 7);
+        memset(plain + DD_BLOCK_SIZE, 0, DD_BLOCK_SIZE); /* a zero block in the middle */
+        for (size_t k = 0; k < ELEMENTSOF(sizes); k++) {
+                dd_digest got, want;
+                ssize_t n = dd_blob_encode_digest(ctx, DD_COMPRESSION_FAST, plain, sizes[k], a, bound, &got);
+                ssize_t m = dd_blob_encode(ctx, DD_COMPRESSION_FAST, plain, sizes[k], b, bound);
+
+                ASSERT_OK(n);
+                ASSERT_EQ(n, m);
+                ASSERT_MEMEQ(a, b, (size_t)n);
+                ASSERT_OK(dd_chunk_digest(plain, sizes[k], &want));
+                ASSERT_TRUE(dd_digest_eq(&got, &want));
+        }
+}
