@@ -16,9 +16,9 @@ SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
 MANDIR ?= $(PREFIX)/share/man
 
-DEPS = libuv jansson libzstd libcrypto
+DEPS = libuv jansson libzstd libcrypto libssl libnbd
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
-DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null || echo -luv -ljansson -lzstd -lcrypto)
+DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null || echo -luv -ljansson -lzstd -lssl -lcrypto -lnbd)
 
 OPT ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
@@ -29,7 +29,7 @@ FINAL_LIBS = $(DEP_LIBS) -lpthread $(LIBS)
 
 # Every .c under the module folders is a library module, except the mains.
 MODULE_DIRS = daemon dedup storagepool transport cas libvirt
-MAIN_SRCS = daemon/vbak.c
+MAIN_SRCS = daemon/vbak.c transport/vbak-cvd.c
 LIB_SRCS = $(filter-out $(MAIN_SRCS),$(foreach d,$(MODULE_DIRS),$(wildcard $(d)/*.c)))
 UNIT_SRCS = tests/unit/runner.c $(wildcard tests/unit/test-*.c)
 FUZZ_SRCS = $(wildcard tests/fuzz/fuzz-*.c)
@@ -41,7 +41,7 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 LIB_OBJS = $(patsubst %.c,$(B)/%.o,$(LIB_SRCS))
 UNIT_OBJS = $(patsubst %.c,$(B)/%.o,$(UNIT_SRCS))
-BINS = $(B)/vbak
+BINS = $(B)/vbak $(B)/vbak-cvd
 
 .PHONY: all check test unit asan asan-unit fuzz-replay integration bench demo install uninstall clean format \
 	format-check list deps
@@ -58,6 +58,9 @@ $(B)/libvbak.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 $(B)/vbak: $(B)/daemon/vbak.o $(B)/libvbak.a
+	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+$(B)/vbak-cvd: $(B)/transport/vbak-cvd.o $(B)/libvbak.a
 	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 $(B)/test-unit: $(UNIT_OBJS) $(B)/libvbak.a
@@ -116,10 +119,12 @@ demo: deps
 install: $(BINS)
 	$(INSTALL) -d $(DESTDIR)$(BINDIR)
 	$(INSTALL_PROGRAM) $(B)/vbak $(DESTDIR)$(BINDIR)/vbak
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR)
+	$(INSTALL_PROGRAM) $(B)/vbak-cvd $(DESTDIR)$(SBINDIR)/vbak-cvd
 
 ## uninstall: remove what install installed
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/vbak
+	rm -f $(DESTDIR)$(BINDIR)/vbak $(DESTDIR)$(SBINDIR)/vbak-cvd
 
 ## clean: remove build products
 clean:

@@ -315,7 +315,7 @@ static int cmd_backup(int argc, char **argv)
         _cleanup_close_ int fd = -1;
         dd_extents extents = DD_EXTENTS_INIT;
         struct file_io src_io = { -1, false };
-        sp_source src = { file_read, &src_io };
+        sp_source src = { .read = file_read, .userdata = &src_io };
         sp_writer *w = NULL;
         sp_disk_writer *dw = NULL;
         struct run_state st = { 0 };
@@ -512,7 +512,7 @@ static int cmd_restore(int argc, char **argv)
         _cleanup_close_ int fd = -1;
         sp_disk_reader *rd = NULL;
         struct file_io io;
-        sp_target dst = { file_write, NULL, &io };
+        sp_target dst = { .write = file_write, .userdata = &io };
         struct run_state st = { 0 };
         vb_progress prog;
         uv_loop_t loop;

@@ -25,6 +25,10 @@ static const char *const names[_VB_ERROR_MAX] = {
         [VB_E_EXISTS] = "exists",
         [VB_E_INTERRUPTED] = "interrupted",
         [VB_E_MISSING_CHUNK] = "missing-chunk",
+        [VB_E_NETWORK] = "network",
+        [VB_E_AUTH] = "auth",
+        [VB_E_REFUSED] = "refused",
+        [VB_E_PROTOCOL] = "protocol",
 };
 
 const char *vb_error_name(vb_error e)
@@ -67,6 +71,20 @@ vb_error vb_error_from_errno(int r)
                 return VB_E_USAGE;
         case EINTR:
                 return VB_E_INTERRUPTED;
+        case ECONNREFUSED:
+        case ECONNRESET:
+        case ECONNABORTED:
+        case ENOTCONN:
+        case ESHUTDOWN:
+        case ETIMEDOUT:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case EPIPE:
+                return VB_E_NETWORK;
+        case EKEYREJECTED:
+                return VB_E_AUTH;
+        case EPROTO:
+                return VB_E_PROTOCOL;
         default:
                 return VB_E_FAILED;
         }

@@ -25,6 +25,10 @@ typedef enum vb_error {
         VB_E_EXISTS = 14,     /* the pool already exists */
         VB_E_INTERRUPTED = 15,
         VB_E_MISSING_CHUNK = 16, /* a chunk a restore point needs is missing */
+        VB_E_NETWORK = 17,       /* a connection failed, timed out, or stayed down past the reconnect window */
+        VB_E_AUTH = 18,          /* the peer refused our credentials */
+        VB_E_REFUSED = 19,       /* the peer refused the request (path not served, too many clients, busy disk) */
+        VB_E_PROTOCOL = 20,      /* the peer broke the protocol (malformed or unexpected message) */
         _VB_ERROR_MAX,
 } vb_error;
 

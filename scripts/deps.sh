@@ -24,6 +24,7 @@ PACKAGES=(
         libssl-dev
         libsqlite3-dev
         libcurl4-openssl-dev
+        libnbd-dev
         clang-format
         # tests and benchmarks
         strace
@@ -36,6 +37,11 @@ PACKAGES=(
         diffutils # cmp
         procps
         time # /usr/bin/time
+        qemu-system-x86
+        qemu-utils
+        qemu-block-extra
+        libnbd-bin # nbdinfo, nbdcopy
+        python3    # the tests' TCP fault proxy and QMP helper
 )
 
 LOCK_TIMEOUT=${VBAK_APT_LOCK_TIMEOUT:-600}

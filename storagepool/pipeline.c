@@ -25,7 +25,8 @@ typedef struct slot {
         struct transfer *t;
         sp_chunk c;
         dd_extent pieces[MAX_PIECES];
-        bool zero; /* restore: the chunk was all zero */
+        bool zero;        /* restore: the chunk was all zero */
+        unsigned reading; /* asynchronous I/O of this slot still in flight */
         int r;
         bool done;
 } slot;
@@ -55,6 +56,7 @@ typedef struct transfer {
         unsigned used;    /* slots in use (queued or done, not yet committed) */
         unsigned running; /* slots queued on the worker pool */
         int error;
+        bool flushed; /* restore: flush_async was started */
         bool finished;
         uint64_t start_ns;
         sp_transfer_result res;
@@ -127,6 +129,33 @@ static void progress(transfer *t)
 
 /* --- backup ------------------------------------------------------------ */
 
+/* Zeroes the bytes the pieces do not cover inside every 64 KiB block
+ * (DD_BLOCK_SIZE) they touch: the pool hashes those blocks whole, and bytes
+ * not read are zero there (sp_chunk.data). Blocks no piece touches are left
+ * alone. Cheap: a whole chunk has no gap at all. */
+static void clear_gaps(sp_chunk *c)
+{
+        uint64_t pos = 0;
+
+        if (c->whole)
+                return;
+        for (size_t i = 0; i < c->n_pieces; i++) {
+                uint64_t rel = c->pieces[i].offset - c->offset, end = rel + c->pieces[i].length;
+                uint64_t block_end = MIN(DIV_ROUND_UP(end, DD_BLOCK_SIZE) * DD_BLOCK_SIZE, (uint64_t)c->length);
+                uint64_t next = i + 1 < c->n_pieces ? c->pieces[i + 1].offset - c->offset : UINT64_MAX;
+                uint64_t limit = MIN(block_end, next);
+
+                pos = MAX(pos, rel / DD_BLOCK_SIZE * DD_BLOCK_SIZE);
+                if (pos < rel)
+                        memset(c->data + pos, 0, rel - pos);
+                pos = MAX(pos, end);
+                if (pos < limit) {
+                        memset(c->data + pos, 0, limit - pos);
+                        pos = limit;
+                }
+        }
+}
+
 static void backup_work(uv_work_t *req)
 {
         slot *s = req->data;
@@ -134,31 +163,71 @@ static void backup_work(uv_work_t *req)
         sp_chunk *c = &s->c;
         int r = 0;
 
-        /* Bytes not read are zero within the blocks the pieces touch; other
-         * blocks are never looked at (sp_chunk.data). */
-        if (!c->whole) {
-                uint64_t cleared = 0; /* blocks below this are zeroed */
-
-                for (size_t i = 0; i < c->n_pieces; i++) {
-                        uint64_t rel = c->pieces[i].offset - c->offset;
-                        uint64_t from = MAX(rel / DD_BLOCK_SIZE * DD_BLOCK_SIZE, cleared);
-                        uint64_t to = MIN(DIV_ROUND_UP(rel + c->pieces[i].length, DD_BLOCK_SIZE) * DD_BLOCK_SIZE,
-                                          (uint64_t)c->length);
-
-                        if (from < to)
-                                memset(c->data + from, 0, to - from);
-                        cleared = MAX(cleared, to);
-                }
+        if (t->src.read) {
+                clear_gaps(c);
+                for (size_t i = 0; i < c->n_pieces && r >= 0; i++)
+                        r = t->src.read(t->src.userdata, c->pieces[i].offset,
+                                        c->data + (c->pieces[i].offset - c->offset), c->pieces[i].length);
         }
-        for (size_t i = 0; i < c->n_pieces && r >= 0; i++)
-                r = t->src.read(t->src.userdata, c->pieces[i].offset, c->data + (c->pieces[i].offset - c->offset),
-                                c->pieces[i].length);
         if (r >= 0)
                 r = t->dw->w->pool->drv->chunk_prepare(t->dw, c);
         s->r = r;
 }
 
 static void backup_pump(transfer *t);
+static void backup_after(uv_work_t *req, int status);
+
+/* One piece of an asynchronous read landed: when the slot's last piece is
+ * in, its chunk goes to the worker pool (or, on error, straight to commit,
+ * which stops the backup). */
+static void backup_read_done(void *cb_data, int r)
+{
+        slot *s = cb_data;
+        transfer *t = s->t;
+
+        if (r < 0 && s->r >= 0)
+                s->r = r;
+        if (--s->reading > 0)
+                return;
+        if (s->r >= 0 && t->error == 0) {
+                r = uv_queue_work(t->loop, &s->req, backup_work, backup_after);
+                if (r >= 0)
+                        return;
+                s->r = r;
+        } else if (s->r >= 0) {
+                s->r = -ECANCELED; /* another chunk failed first */
+        }
+        s->done = true;
+        t->running--;
+        backup_pump(t);
+}
+
+/* Starts the reads of one slot on the loop thread. A read that cannot
+ * even start stops the backup here; the ones already started drain. */
+static void backup_read_start(transfer *t, slot *s)
+{
+        sp_chunk *c = &s->c;
+        size_t issued = 0;
+
+        clear_gaps(c);
+        s->reading = (unsigned)c->n_pieces;
+        for (; issued < c->n_pieces; issued++) {
+                int r = t->src.read_async(t->src.userdata, c->pieces[issued].offset,
+                                          c->data + (c->pieces[issued].offset - c->offset), c->pieces[issued].length,
+                                          backup_read_done, s);
+                if (r < 0) {
+                        s->r = r;
+                        t->error = r;
+                        t->res.failed_offset = c->pieces[issued].offset;
+                        break;
+                }
+        }
+        s->reading -= (unsigned)(c->n_pieces - issued);
+        if (s->reading == 0) {
+                s->done = true;
+                t->running--;
+        }
+}
 
 static void backup_after(uv_work_t *req, int status)
 {
@@ -236,13 +305,19 @@ static void backup_pump(transfer *t)
                 c->driver_data = NULL;
                 s->done = false;
                 s->r = 0;
+                t->used++;
+                t->running++;
+                if (t->src.read_async) {
+                        backup_read_start(t, s);
+                        continue;
+                }
                 r = uv_queue_work(t->loop, &s->req, backup_work, backup_after);
                 if (r < 0) {
+                        t->used--;
+                        t->running--;
                         t->error = r;
                         break;
                 }
-                t->used++;
-                t->running++;
         }
 
         if (t->error != 0) {
@@ -264,7 +339,7 @@ int sp_backup_start(uv_loop_t *loop, sp_disk_writer *dw, const sp_source *src, c
         transfer *t;
         int r;
 
-        if (!loop || !dw || !src || !src->read || !extents || !done)
+        if (!loop || !dw || !src || !src->read == !src->read_async || !extents || !done)
                 return -EINVAL;
         if (extents->n > 0 && extents->v[extents->n - 1].offset + extents->v[extents->n - 1].length > dw->size)
                 return -ERANGE;
@@ -291,7 +366,7 @@ static void restore_work(uv_work_t *req)
         int r;
 
         r = t->rd->pool->drv->reader_read(t->rd, c, &s->zero);
-        if (r >= 0) {
+        if (r >= 0 && t->dst.write) {
                 if (!s->zero)
                         r = t->dst.write(t->dst.userdata, c->offset, c->data, c->length);
                 else if (t->dst.zero)
@@ -302,13 +377,11 @@ static void restore_work(uv_work_t *req)
 
 static void restore_pump(transfer *t);
 
-static void restore_after(uv_work_t *req, int status)
+/* A slot's chunk is written (or failed): account for it, free the slot. */
+static void restore_slot_done(slot *s)
 {
-        slot *s = req->data;
         transfer *t = s->t;
 
-        if (status < 0 && s->r >= 0)
-                s->r = status;
         t->running--;
         t->used--;
         s->done = false;
@@ -319,6 +392,54 @@ static void restore_after(uv_work_t *req, int status)
                 t->res.bytes_done += s->c.length;
                 t->res.chunks++;
                 progress(t);
+        }
+        restore_pump(t);
+}
+
+static void restore_write_done(void *cb_data, int r)
+{
+        slot *s = cb_data;
+
+        if (r < 0 && s->r >= 0)
+                s->r = r;
+        restore_slot_done(s);
+}
+
+static void restore_after(uv_work_t *req, int status)
+{
+        slot *s = req->data;
+        transfer *t = s->t;
+        sp_chunk *c = &s->c;
+
+        if (status < 0 && s->r >= 0)
+                s->r = status;
+        /* Asynchronous targets are written from the loop, once the chunk was
+         * read and checked on the worker pool. */
+        if (s->r >= 0 && !t->dst.write && t->error == 0) {
+                int r = 0;
+
+                if (!s->zero)
+                        r = t->dst.write_async(t->dst.userdata, c->offset, c->data, c->length, restore_write_done, s);
+                else if (t->dst.zero_async)
+                        r = t->dst.zero_async(t->dst.userdata, c->offset, c->length, restore_write_done, s);
+                else
+                        r = 1; /* nothing to write */
+                if (r == 0)
+                        return;
+                if (r < 0)
+                        s->r = r;
+        }
+        restore_slot_done(s);
+}
+
+static void restore_flush_done(void *cb_data, int r)
+{
+        transfer *t = cb_data;
+
+        t->running--;
+        if (r < 0 && t->error == 0) {
+                t->error = r;
+                t->res.failed_offset = t->size;
         }
         restore_pump(t);
 }
@@ -345,8 +466,21 @@ static void restore_pump(transfer *t)
                 t->used++;
                 t->running++;
         }
-        if (t->running == 0 && (t->error != 0 || t->next_chunk >= t->count))
-                finish(t);
+        if (t->running > 0 || (t->error == 0 && t->next_chunk < t->count))
+                return;
+        if (t->error == 0 && t->dst.flush_async && !t->flushed) {
+                int r;
+
+                t->flushed = true;
+                t->running++;
+                r = t->dst.flush_async(t->dst.userdata, restore_flush_done, t);
+                if (r >= 0)
+                        return;
+                t->running--;
+                t->error = r;
+                t->res.failed_offset = t->size;
+        }
+        finish(t);
 }
 
 int sp_restore_start(uv_loop_t *loop, sp_disk_reader *rd, const sp_target *dst, const sp_pipeline_opts *o,
@@ -355,7 +489,7 @@ int sp_restore_start(uv_loop_t *loop, sp_disk_reader *rd, const sp_target *dst, 
         transfer *t;
         int r;
 
-        if (!loop || !rd || !dst || !dst->write || !done)
+        if (!loop || !rd || !dst || !done || !dst->write == !dst->write_async)
                 return -EINVAL;
         r = transfer_new(loop, o, rd->chunk_size, rd->size, &t);
         if (r < 0)

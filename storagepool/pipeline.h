@@ -23,19 +23,32 @@
 #define SP_PIPELINE_WINDOW_DEFAULT 8
 #define SP_PIPELINE_WINDOW_MAX 64
 
-/* Where a backup reads from. read() is called from worker threads, several
- * at once, and must be thread-safe. */
+/* Completion of an asynchronous read or write: r is 0 or -errno. Called on
+ * the loop thread, never from inside the call that started the I/O. */
+typedef void (*sp_io_done_fn)(void *cb_data, int r);
+
+/* Where a backup reads from: either read(), called from worker threads,
+ * several at once (thread-safe; files), or read_async(), called on the loop
+ * thread, which starts the read and calls done on the loop when buf holds
+ * the bytes (network sources). Exactly one of the two is set. */
 typedef struct sp_source {
         int (*read)(void *userdata, uint64_t offset, void *buf, size_t len);
         void *userdata;
+        int (*read_async)(void *userdata, uint64_t offset, void *buf, size_t len, sp_io_done_fn done, void *cb_data);
 } sp_source;
 
-/* Where a restore writes to. Both are called from worker threads. zero()
- * may be NULL when the target already reads as zeros (a new sparse file). */
+/* Where a restore writes to: write() and zero() from worker threads, or the
+ * _async variants on the loop thread (network targets). zero() may be NULL
+ * when the target already reads as zeros (a new sparse file).
+ * flush_async, when set, runs once after the last write and before done. */
 typedef struct sp_target {
         int (*write)(void *userdata, uint64_t offset, const void *buf, size_t len);
         int (*zero)(void *userdata, uint64_t offset, size_t len);
         void *userdata;
+        int (*write_async)(void *userdata, uint64_t offset, const void *buf, size_t len, sp_io_done_fn done,
+                           void *cb_data);
+        int (*zero_async)(void *userdata, uint64_t offset, size_t len, sp_io_done_fn done, void *cb_data);
+        int (*flush_async)(void *userdata, sp_io_done_fn done, void *cb_data);
 } sp_target;
 
 typedef struct sp_pipeline_opts {

@@ -84,7 +84,7 @@ static inline int tp_backup(sp_pool *p, const char *vm, int fd, uint64_t size, c
 {
         dd_manifest *tmpl = dd_manifest_new();
         dd_extents all = DD_EXTENTS_INIT;
-        sp_source src = { tp_read, &fd };
+        sp_source src = { .read = tp_read, .userdata = &fd };
         sp_pipeline_opts po = { .window = window };
         struct tp_done d = { 0 };
         sp_writer *w;
@@ -149,7 +149,7 @@ static inline int tp_restore(sp_pool *p, const dd_manifest *m, const char *path,
         fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         ASSERT_TRUE(fd >= 0);
         ASSERT_TRUE(ftruncate(fd, (off_t)rd->size) == 0);
-        sp_target dst = { tp_write, NULL, &fd };
+        sp_target dst = { .write = tp_write, .userdata = &fd };
         ASSERT_OK(uv_loop_init(&loop));
         r = sp_restore_start(&loop, rd, &dst, NULL, tp_on_done, &d);
         if (r >= 0) {

@@ -90,7 +90,7 @@ static int mem_read(void *userdata, uint64_t off, void *buf, size_t len)
 static int run_backup(struct harness *h, uint8_t *src_data, const dd_extents *e, unsigned window,
                       sp_transfer_result *res)
 {
-        sp_source src = { mem_read, src_data };
+        sp_source src = { .read = mem_read, .userdata = src_data };
         sp_pipeline_opts o = { .window = window };
         struct tp_done d = { 1, { 0 } };
         uv_loop_t loop;
@@ -186,7 +186,7 @@ TEST(extents_past_the_end_are_refused)
 {
         struct harness h;
         dd_extents e = DD_EXTENTS_INIT;
-        sp_source src = { mem_read, NULL };
+        sp_source src = { .read = mem_read };
         uv_loop_t loop;
         struct tp_done d;
 
