@@ -28,6 +28,7 @@
 #include "storagepool/pipeline.h"
 #include "storagepool/retention.h"
 #include "storagepool/sp.h"
+#include "daemon/cli-net.h"
 
 static bool arg_json;
 
@@ -164,16 +165,23 @@ static int cmd_init(int argc, char **argv)
 
 /* --- backup ------------------------------------------------------------- */
 
-static const char backup_help[] = "Usage: vbak pool backup PATH --vm NAME --disk NAME --source FILE [OPTIONS]\n"
-                                  "Backs up one disk image (a file or block device) into the pool. A full backup\n"
-                                  "reads only allocated data; an incremental reads only the changed extents.\n\n"
-                                  "  --vm NAME           the VM the disk belongs to\n"
-                                  "  --title TITLE       the VM's display title (optional)\n"
-                                  "  --disk NAME         the disk's name in the restore point (e.g. vda)\n"
-                                  "  --source FILE       the disk image to read\n"
-                                  "  --changed EXTENTS   incremental: a file of 'OFFSET LENGTH' lines (bytes)\n"
-                                  "  --parent ID|latest  incremental: the restore point the extents changed from\n"
-                                  "  --json              print the result as JSON\n";
+static const char backup_help[] =
+        "Usage: vbak pool backup PATH --vm NAME --disk NAME --source SOURCE [OPTIONS]\n"
+        "Backs up one disk into the pool. A full backup reads only allocated data; an\n"
+        "incremental reads only the changed extents. SOURCE is a disk image (a file or\n"
+        "block device), an NBD export (nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=S)\n"
+        "or a disk service (cvd://HOST:8192/VM/PATH/OF/IMAGE[?snapshot=S]).\n\n"
+        "  --vm NAME           the VM the disk belongs to\n"
+        "  --title TITLE       the VM's display title (optional)\n"
+        "  --disk NAME         the disk's name in the restore point (e.g. vda)\n"
+        "  --source SOURCE     where to read the disk\n"
+        "  --changed EXTENTS   files: an incremental of the 'OFFSET LENGTH' lines (bytes) in EXTENTS\n"
+        "  --bitmap NAME       nbd: an incremental of what the export's dirty bitmap NAME marks\n"
+        "  --since CHECKPOINT  cvd: an incremental of the changes since CHECKPOINT\n"
+        "  --parent ID|latest  incremental: the restore point the changes are relative to\n"
+        "  --checkpoint NAME   the checkpoint the next incremental starts from (cvd: created now;\n"
+        "                      nbd: recorded in the restore point)\n"
+        "  --json              print the result as JSON\n\n";
 
 struct file_io {
         int fd;
@@ -260,6 +268,8 @@ static int device_size(int fd, uint64_t *ret)
 struct run_state {
         int r;
         sp_transfer_result res;
+        bool *done_flag; /* set when the transfer is over (network transfers keep the loop alive) */
+        uv_loop_t *loop;
 };
 
 static void transfer_done(void *userdata, int r, const sp_transfer_result *res)
@@ -268,13 +278,10 @@ static void transfer_done(void *userdata, int r, const sp_transfer_result *res)
 
         st->r = r;
         st->res = *res;
-}
-
-/* Runs one transfer to its end on a private loop. */
-static int run_loop(uv_loop_t *loop)
-{
-        uv_run(loop, UV_RUN_DEFAULT);
-        return uv_loop_close(loop);
+        if (st->done_flag) {
+                *st->done_flag = true;
+                uv_stop(st->loop);
+        }
 }
 
 static int load_extents(const char *path, uint64_t size, dd_extents *e)
@@ -296,35 +303,154 @@ static int load_extents(const char *path, uint64_t size, dd_extents *e)
         return 0;
 }
 
+/* Joins the command's own options with the transport's. */
+static struct option *with_net_options(const struct option *own, size_t n_own)
+{
+        struct option *v = calloc(n_own + vb_net_n_options + 1, sizeof(*v));
+
+        if (!v)
+                return NULL;
+        memcpy(v, own, n_own * sizeof(*v));
+        memcpy(v + n_own, vb_net_options, vb_net_n_options * sizeof(*v));
+        return v;
+}
+
+static vb_error net_error(int r)
+{
+        switch (-r) {
+        case ETIMEDOUT:
+        case ECONNREFUSED:
+        case ECONNRESET:
+        case EPIPE:
+        case ENOTCONN:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case ESTALE:
+                return VB_E_NETWORK;
+        default:
+                return vb_error_from_errno(r);
+        }
+}
+
+/* Where a backup reads: a local file, or a disk over the network. */
+typedef struct backup_source {
+        const char *name;
+        struct file_io file;
+        tp_disk *disk;
+        uint64_t size;
+} backup_source;
+
+static int open_file_source(backup_source *bs)
+{
+        int fd = open(bs->name, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return fail(errno == ENOENT ? VB_E_NOT_FOUND : VB_E_SOURCE, "%s: %s", bs->name, strerror(errno));
+        bs->file.fd = fd;
+        if (device_size(fd, &bs->size) < 0)
+                return fail(VB_E_SOURCE, "%s: not a regular file or block device", bs->name);
+        return 0;
+}
+
+static int open_net_source(uv_loop_t *loop, vb_net_opts *no, backup_source *bs)
+{
+        _cleanup_free_ char *msg = NULL;
+        int r = vb_net_open(loop, no, bs->name, false, &bs->disk, &msg);
+
+        if (r == -EPROTONOSUPPORT)
+                return fail(VB_E_USAGE, "%s: unknown source; use a file, nbd://, nbd+unix:// or cvd://", bs->name);
+        if (r < 0)
+                return fail(net_error(r), "%s", msg ? msg : strerror(-r));
+        bs->size = tp_disk_size(bs->disk);
+        return 0;
+}
+
+/* Checks the parent of an incremental; 0 when usable, a vb error code
+ * (already reported) otherwise. */
+static int check_parent(sp_pool *p, const char *parent_arg, const char *vm, const char *disk, uint64_t size,
+                        dd_manifest **ret)
+{
+        const dd_manifest_disk *pd;
+        dd_manifest *parent = NULL;
+        int r = sp_pool_find(p, parent_arg, vm, &parent);
+
+        if (r == -ENOENT)
+                return fail(VB_E_PARENT, "parent restore point '%s' of VM %s not found", parent_arg, vm);
+        if (r < 0)
+                return fail_errno(r, "parent restore point");
+        *ret = parent;
+        if (!streq_ptr(parent->vm.name, vm))
+                return fail(VB_E_PARENT, "parent restore point %s belongs to VM %s, not %s", parent->id,
+                            parent->vm.name, vm);
+        pd = dd_manifest_find_disk(parent, disk);
+        if (!pd)
+                return fail(VB_E_PARENT, "parent restore point %s has no disk %s", parent->id, disk);
+        if (pd->size != size)
+                return fail(VB_E_PARENT,
+                            "disk %s changed size since restore point %s (%" PRIu64 " -> %" PRIu64
+                            " bytes): run a full backup",
+                            disk, parent->id, pd->size, size);
+        return 0;
+}
+
+static void json_add_net(json_t *j, tp_disk *disk, const dd_extents *plan, bool incremental)
+{
+        const tp_nbd_stats *ns = tp_disk_nbd(disk) ? tp_nbd_get_stats(tp_disk_nbd(disk)) : NULL;
+        const char *const *notes = tp_disk_notes(disk);
+        json_t *a = json_array();
+
+        for (size_t i = 0; notes[i]; i++)
+                json_array_append_new(a, json_string(notes[i]));
+        json_object_set_new(j, "notes", a);
+        if (incremental)
+                json_object_set_new(j, "bytes_dirty", json_integer((json_int_t)dd_extents_total(plan)));
+        if (ns)
+                json_object_set_new(j, "transport",
+                                    json_pack("{s:I, s:I, s:I, s:I, s:i, s:i}", "bytes_received",
+                                              (json_int_t)ns->bytes_read, "bytes_sent", (json_int_t)ns->bytes_written,
+                                              "bytes_resent", (json_int_t)ns->bytes_resent, "requests",
+                                              (json_int_t)ns->requests, "cuts", (int)ns->cuts, "reconnects",
+                                              (int)ns->reconnects));
+}
+
 static int cmd_backup(int argc, char **argv)
 {
-        static const struct option opts[] = {
+        static const struct option own[] = {
                 { "vm", required_argument, NULL, 'v' },
                 { "title", required_argument, NULL, 'T' },
                 { "disk", required_argument, NULL, 'd' },
                 { "source", required_argument, NULL, 's' },
                 { "changed", required_argument, NULL, 'c' },
                 { "parent", required_argument, NULL, 'p' },
+                { "bitmap", required_argument, NULL, 'b' },
+                { "since", required_argument, NULL, 'S' },
+                { "checkpoint", required_argument, NULL, 'C' },
                 { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
-                {},
         };
-        const char *vm = NULL, *title = NULL, *disk = NULL, *source = NULL, *changed = NULL, *parent_arg = NULL;
+        _cleanup_free_ struct option *opts = with_net_options(own, ELEMENTSOF(own));
+        const char *vm = NULL, *title = NULL, *disk = NULL, *changed = NULL, *parent_arg = NULL, *since = NULL,
+                   *checkpoint = NULL;
         _cleanup_(sp_pool_closep) sp_pool *p = NULL;
         _cleanup_(dd_manifest_freep) dd_manifest *tmpl = NULL, *parent = NULL, *done_m = NULL;
-        _cleanup_close_ int fd = -1;
         dd_extents extents = DD_EXTENTS_INIT;
-        struct file_io src_io = { -1, false };
-        sp_source src = { .read = file_read, .userdata = &src_io };
+        backup_source bs = { .file = { -1, false } };
+        vb_net_opts no;
+        sp_source src = { .read = file_read, .userdata = &bs.file };
         sp_writer *w = NULL;
         sp_disk_writer *dw = NULL;
         struct run_state st = { 0 };
         vb_progress prog;
         uv_loop_t loop;
-        uint64_t size;
-        int c, r, code;
+        bool network, incremental = false, loop_ready = false;
+        int c, r, code = 0;
 
+        if (!opts)
+                return fail(VB_E_FAILED, "out of memory");
+        vb_net_opts_init(&no);
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                _cleanup_free_ char *err = NULL;
+
                 switch (c) {
                 case 'v':
                         vm = optarg;
@@ -336,7 +462,7 @@ static int cmd_backup(int argc, char **argv)
                         disk = optarg;
                         break;
                 case 's':
-                        source = optarg;
+                        bs.name = optarg;
                         break;
                 case 'c':
                         changed = optarg;
@@ -344,74 +470,126 @@ static int cmd_backup(int argc, char **argv)
                 case 'p':
                         parent_arg = optarg;
                         break;
+                case 'b':
+                case 'S':
+                        since = optarg;
+                        break;
+                case 'C':
+                        checkpoint = optarg;
+                        break;
                 case 'j':
                         arg_json = true;
                         break;
                 case 'h':
                         fputs(backup_help, stdout);
+                        fputs(vb_net_help, stdout);
                         return 0;
                 default:
-                        return VB_E_USAGE;
+                        r = vb_net_parse(&no, c, optarg, &err);
+                        if (r == 1)
+                                break;
+                        vb_net_opts_clear(&no);
+                        return r < 0 ? fail(VB_E_USAGE, "%s", err ? err : "bad option") : VB_E_USAGE;
                 }
         }
-        if (optind + 1 != argc || !vm || !disk || !source)
-                return fail(VB_E_USAGE, "pool backup needs PATH, --vm, --disk and --source (see --help)");
-        if (!dd_name_is_safe(vm))
-                return fail(VB_E_USAGE, "VM name '%s': use 1-64 letters, digits, '.', '_' or '-'", vm);
-        if (!dd_disk_name_is_safe(disk))
-                return fail(VB_E_USAGE, "disk name '%s': use 1-48 letters, digits, '.', '_' or '-'", disk);
-        if (!changed != !parent_arg)
-                return fail(VB_E_USAGE, "an incremental needs both --changed and --parent");
+        if (optind + 1 != argc || !vm || !disk || !bs.name) {
+                code = fail(VB_E_USAGE, "pool backup needs PATH, --vm, --disk and --source (see --help)");
+                goto out;
+        }
+        if (!dd_name_is_safe(vm)) {
+                code = fail(VB_E_USAGE, "VM name '%s': use 1-64 letters, digits, '.', '_' or '-'", vm);
+                goto out;
+        }
+        if (!dd_disk_name_is_safe(disk)) {
+                code = fail(VB_E_USAGE, "disk name '%s': use 1-48 letters, digits, '.', '_' or '-'", disk);
+                goto out;
+        }
+        network = vb_is_network_url(bs.name);
+        if (network ? changed != NULL : since != NULL) {
+                code = fail(VB_E_USAGE, "%s",
+                            network ? "--changed is for file sources; use --bitmap or --since"
+                                    : "--bitmap and --since are for nbd:// and cvd:// sources");
+                goto out;
+        }
+        if (!(changed || since) != !parent_arg) {
+                code = fail(VB_E_USAGE, "an incremental needs --parent and one of --changed, --bitmap, --since");
+                goto out;
+        }
+        if ((since && !dd_name_is_safe(since)) || (checkpoint && !dd_name_is_safe(checkpoint))) {
+                code = fail(VB_E_USAGE, "checkpoint names: use 1-64 letters, digits, '.', '_' or '-'");
+                goto out;
+        }
         code = open_pool(argv[optind], &p);
         if (code)
-                return code;
-
-        fd = open(source, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return fail(errno == ENOENT ? VB_E_NOT_FOUND : VB_E_SOURCE, "%s: %s", source, strerror(errno));
-        r = device_size(fd, &size);
-        if (r < 0)
-                return fail(VB_E_SOURCE, "%s: not a regular file or block device", source);
-        src_io.fd = fd;
+                goto out;
+        r = uv_loop_init(&loop);
+        if (r < 0) {
+                code = fail_errno(r, "event loop");
+                goto out;
+        }
+        loop_ready = true;
+        if (network) {
+                no.disk.since = since;
+                no.disk.checkpoint = checkpoint;
+                code = open_net_source(&loop, &no, &bs);
+        } else {
+                code = open_file_source(&bs);
+        }
+        if (code)
+                goto out;
 
         tmpl = dd_manifest_new();
         if (!tmpl || !(tmpl->vm.name = strdup(vm)) || !(tmpl->vm.platform = strdup(SP_PLATFORM_LOCAL)) ||
-            !(tmpl->consistency = strdup("crash")) || (title && !(tmpl->vm.title = strdup(title))))
-                return fail(VB_E_FAILED, "out of memory");
+            !(tmpl->consistency = strdup("crash")) || (title && !(tmpl->vm.title = strdup(title))) ||
+            (checkpoint && !(tmpl->checkpoint = strdup(checkpoint)))) {
+                code = fail(VB_E_FAILED, "out of memory");
+                goto out;
+        }
         tmpl->time_start = time(NULL);
-        if (changed) {
-                const dd_manifest_disk *pd;
-
-                r = sp_pool_find(p, parent_arg, vm, &parent);
-                if (r == -ENOENT)
-                        return fail(VB_E_PARENT, "parent restore point '%s' of VM %s not found", parent_arg, vm);
-                if (r < 0)
-                        return fail_errno(r, "parent restore point");
-                if (!streq_ptr(parent->vm.name, vm))
-                        return fail(VB_E_PARENT, "parent restore point %s belongs to VM %s, not %s", parent->id,
-                                    parent->vm.name, vm);
-                pd = dd_manifest_find_disk(parent, disk);
-                if (!pd)
-                        return fail(VB_E_PARENT, "parent restore point %s has no disk %s", parent->id, disk);
-                if (pd->size != size)
-                        return fail(VB_E_PARENT,
-                                    "disk %s changed size since restore point %s (%" PRIu64 " -> %" PRIu64
-                                    " bytes): run a full backup",
-                                    disk, parent->id, pd->size, size);
-                code = load_extents(changed, size, &extents);
+        if (parent_arg) {
+                code = check_parent(p, parent_arg, vm, disk, bs.size, &parent);
                 if (code)
                         goto out;
-                tmpl->type = DD_BACKUP_INCREMENTAL;
-                tmpl->parent = strdup(parent->id);
-                if (!tmpl->parent)
-                        return fail(VB_E_FAILED, "out of memory");
-        } else {
-                tmpl->type = DD_BACKUP_FULL;
-                r = dd_extents_from_fd(fd, size, &extents);
+                incremental = true;
+        }
+        if (network && incremental && !streq_ptr(parent->checkpoint, since)) {
+                /* Never trust a bitmap the parent was not taken at. */
+                tp_disk_add_note(bs.disk,
+                                 "restore point %s was taken at checkpoint %s, not %s: reading all allocated data",
+                                 parent->id, parent->checkpoint ? parent->checkpoint : "(none)", since);
+                incremental = false;
+        }
+        if (network) {
+                _cleanup_free_ char *msg = NULL;
+                bool planned_incremental = false;
+
+                r = vb_net_plan(&loop, bs.disk, incremental, &extents, &planned_incremental, &msg);
                 if (r < 0) {
-                        code = fail(VB_E_SOURCE, "%s: cannot map allocated data: %s", source, strerror(-r));
+                        code = fail(net_error(r), "%s: cannot map the disk: %s", bs.name, msg ? msg : strerror(-r));
                         goto out;
                 }
+                incremental = planned_incremental;
+                r = dd_extents_normalize(&extents, bs.size);
+                if (r < 0) {
+                        code = fail(VB_E_SOURCE, "%s: the server's extent map is out of range", bs.name);
+                        goto out;
+                }
+                tp_disk_source(bs.disk, &src);
+        } else if (changed) {
+                code = load_extents(changed, bs.size, &extents);
+                if (code)
+                        goto out;
+        } else {
+                r = dd_extents_from_fd(bs.file.fd, bs.size, &extents);
+                if (r < 0) {
+                        code = fail(VB_E_SOURCE, "%s: cannot map allocated data: %s", bs.name, strerror(-r));
+                        goto out;
+                }
+        }
+        tmpl->type = incremental ? DD_BACKUP_INCREMENTAL : DD_BACKUP_FULL;
+        if (incremental && !(tmpl->parent = strdup(parent->id))) {
+                code = fail(VB_E_FAILED, "out of memory");
+                goto out;
         }
 
         r = p->drv->begin(p, tmpl, &w);
@@ -419,7 +597,7 @@ static int cmd_backup(int argc, char **argv)
                 code = fail_errno(r, "cannot start the restore point");
                 goto out;
         }
-        r = p->drv->disk_begin(w, disk, size, &dw);
+        r = p->drv->disk_begin(w, disk, bs.size, &dw);
         if (r < 0) {
                 p->drv->abort(w);
                 code = r == -EBADMSG ? fail(VB_E_PARENT, "the parent's index of disk %s is damaged", disk)
@@ -427,19 +605,22 @@ static int cmd_backup(int argc, char **argv)
                 goto out;
         }
         vb_progress_init(&prog, "backup", false);
-        r = uv_loop_init(&loop);
-        if (r >= 0) {
-                sp_pipeline_opts po = { .progress = vb_progress_update, .userdata = &prog };
+        {
+                sp_pipeline_opts po = { .window = network ? 16 : 0, .progress = vb_progress_update, .userdata = &prog };
+                bool finished = false;
+
+                st.done_flag = &finished;
+                st.loop = &loop;
                 r = sp_backup_start(&loop, dw, &src, &extents, &po, transfer_done, &st);
                 if (r >= 0)
-                        r = run_loop(&loop);
-                else
-                        uv_loop_close(&loop);
+                        r = vb_run_until(&loop, &finished);
         }
         vb_progress_done(&prog);
         if (r >= 0)
                 r = st.r;
         if (r < 0) {
+                const char *why = network ? tp_nbd_error_message(tp_disk_nbd(bs.disk)) : NULL;
+
                 p->drv->disk_abort(dw);
                 p->drv->abort(w);
                 if (r == -ENODATA || r == -EBADMSG)
@@ -448,8 +629,11 @@ static int cmd_backup(int argc, char **argv)
                                     st.res.failed_offset, r == -ENODATA ? "missing" : "damaged");
                 else if (r == -ENOSPC || r == -EDQUOT)
                         code = fail(VB_E_NO_SPACE, "the pool's file system is full; nothing was committed");
+                else if (why)
+                        code = fail(net_error(r), "%s; nothing was committed", why);
                 else
-                        code = fail_errno(r, "backup failed, nothing was committed");
+                        code = fail(network ? net_error(r) : vb_error_from_errno(r),
+                                    "backup failed, nothing was committed: %s", strerror(-r));
                 goto out;
         }
         dw->bytes_read = st.res.bytes_done;
@@ -464,20 +648,37 @@ static int cmd_backup(int argc, char **argv)
                 code = fail_errno(r, "cannot commit the restore point");
                 goto out;
         }
+        if (network) {
+                _cleanup_free_ char *msg = NULL;
+
+                r = vb_net_commit(&loop, bs.disk, &msg);
+                if (r < 0)
+                        fprintf(stderr, "vbak: warning: restore point %s committed, but %s\n", done_m->id,
+                                msg ? msg : strerror(-r));
+        }
         {
                 const dd_manifest_disk *md = &done_m->disks[0];
                 double secs = (double)st.res.seconds_ns / 1e9;
 
-                if (arg_json)
-                        code = print_json(json_pack(
-                                "{s:s, s:s, s:s, s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:f}", "id", done_m->id, "vm",
-                                vm, "disk", disk, "type", dd_backup_type_to_string(done_m->type), "parent",
-                                done_m->parent ? json_string(done_m->parent) : json_null(), "pool_type", p->drv->name,
-                                "logical_size", (json_int_t)md->size, "bytes_read", (json_int_t)md->bytes_read,
-                                "bytes_new", (json_int_t)md->bytes_new, "bytes_stored", (json_int_t)st.res.bytes_stored,
-                                "bytes_data", (json_int_t)md->bytes_data, "seconds", secs));
-                else {
+                if (arg_json) {
+                        json_t *j = json_pack(
+                                "{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:f}", "id", done_m->id,
+                                "vm", vm, "disk", disk, "type", dd_backup_type_to_string(done_m->type), "parent",
+                                done_m->parent ? json_string(done_m->parent) : json_null(), "checkpoint",
+                                done_m->checkpoint ? json_string(done_m->checkpoint) : json_null(), "pool_type",
+                                p->drv->name, "logical_size", (json_int_t)md->size, "bytes_read",
+                                (json_int_t)md->bytes_read, "bytes_new", (json_int_t)md->bytes_new, "bytes_stored",
+                                (json_int_t)st.res.bytes_stored, "bytes_data", (json_int_t)md->bytes_data, "seconds",
+                                secs);
+                        if (j && network)
+                                json_add_net(j, bs.disk, &extents, incremental);
+                        code = print_json(j);
+                } else {
                         char a[32], b[32], d[32];
+
+                        if (network)
+                                for (const char *const *n = tp_disk_notes(bs.disk); *n; n++)
+                                        printf("Note: %s\n", *n);
                         printf("Restore point %s (%s) of %s/%s: read %s, new %s, size %s, %.2f s\n", done_m->id,
                                dd_backup_type_to_string(done_m->type), vm, disk,
                                vb_format_size(md->bytes_read, a, sizeof(a)),
@@ -487,24 +688,54 @@ static int cmd_backup(int argc, char **argv)
                 }
         }
 out:
+        if (loop_ready) {
+                vb_net_close(&loop, bs.disk);
+                uv_run(&loop, UV_RUN_DEFAULT);
+                uv_loop_close(&loop);
+        }
+        if (bs.file.fd >= 0)
+                close(bs.file.fd);
         dd_extents_clear(&extents);
+        vb_net_opts_clear(&no);
         return code;
 }
 
 /* --- restore ------------------------------------------------------------ */
 
-static const char restore_help[] = "Usage: vbak pool restore PATH ID --disk NAME --target FILE [--json]\n"
-                                   "Restores one disk of restore point ID (or 'latest') to FILE. A new file is\n"
-                                   "written sparse; every chunk is checked against its digest before it is\n"
-                                   "written. The file is written as FILE.partial and renamed when complete.\n";
+static const char restore_help[] =
+        "Usage: vbak pool restore PATH ID --disk NAME --target TARGET [--json]\n"
+        "Restores one disk of restore point ID (or 'latest') to TARGET: a file, a block\n"
+        "device, an NBD export (nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=S) or a\n"
+        "disk service (cvd://HOST:8192/VM/PATH/OF/IMAGE, opened read-write). Every chunk is\n"
+        "checked against its digest before it is written; zero chunks become write-zeroes\n"
+        "(holes). A new file is written as FILE.partial and renamed when complete; an\n"
+        "export is flushed at the end.\n\n";
+
+static int restore_run(uv_loop_t *loop, sp_disk_reader *rd, const sp_target *dst, struct run_state *st)
+{
+        vb_progress prog;
+        bool finished = false;
+        sp_pipeline_opts po = { .progress = vb_progress_update, .userdata = &prog };
+        int r;
+
+        vb_progress_init(&prog, "restore", false);
+        st->done_flag = &finished;
+        st->loop = loop;
+        r = sp_restore_start(loop, rd, dst, &po, transfer_done, st);
+        if (r >= 0)
+                r = vb_run_until(loop, &finished);
+        vb_progress_done(&prog);
+        return r >= 0 ? st->r : r;
+}
 
 static int cmd_restore(int argc, char **argv)
 {
-        static const struct option opts[] = {
+        static const struct option own[] = {
                 { "disk", required_argument, NULL, 'd' }, { "target", required_argument, NULL, 't' },
                 { "vm", required_argument, NULL, 'v' },   { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },       {},
+                { "help", no_argument, NULL, 'h' },
         };
+        _cleanup_free_ struct option *opts = with_net_options(own, ELEMENTSOF(own));
         const char *disk = NULL, *target = NULL, *vm = NULL;
         _cleanup_(sp_pool_closep) sp_pool *p = NULL;
         _cleanup_(dd_manifest_freep) dd_manifest *m = NULL;
@@ -514,13 +745,20 @@ static int cmd_restore(int argc, char **argv)
         struct file_io io;
         sp_target dst = { .write = file_write, .userdata = &io };
         struct run_state st = { 0 };
-        vb_progress prog;
+        vb_net_opts no;
+        tp_disk *td = NULL;
         uv_loop_t loop;
+        bool loop_ready = false, network;
         struct stat tst;
-        bool block;
-        int c, r, code;
+        bool block = false;
+        int c, r, code = 0;
 
+        if (!opts)
+                return fail(VB_E_FAILED, "out of memory");
+        vb_net_opts_init(&no);
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                _cleanup_free_ char *err = NULL;
+
                 switch (c) {
                 case 'd':
                         disk = optarg;
@@ -536,67 +774,101 @@ static int cmd_restore(int argc, char **argv)
                         break;
                 case 'h':
                         fputs(restore_help, stdout);
+                        fputs(vb_net_help, stdout);
                         return 0;
                 default:
-                        return VB_E_USAGE;
+                        r = vb_net_parse(&no, c, optarg, &err);
+                        if (r == 1)
+                                break;
+                        vb_net_opts_clear(&no);
+                        return r < 0 ? fail(VB_E_USAGE, "%s", err ? err : "bad option") : VB_E_USAGE;
                 }
         }
-        if (optind + 2 != argc || !disk || !target)
-                return fail(VB_E_USAGE, "pool restore needs PATH, ID, --disk and --target (see --help)");
-        code = open_pool(argv[optind], &p);
-        if (code)
-                return code;
-        r = sp_pool_find(p, argv[optind + 1], vm, &m);
-        if (r == -ENOENT)
-                return fail(VB_E_NOT_FOUND, "restore point '%s' not found", argv[optind + 1]);
-        if (r < 0)
-                return fail_errno(r, "restore point");
-        r = p->drv->reader_open(p, m, disk, &rd);
-        if (r == -ENOENT)
-                return fail(VB_E_NOT_FOUND, "restore point %s has no disk %s", m->id, disk);
-        if (r < 0)
-                return fail(vb_error_from_errno(r), "restore point %s disk %s: %s", m->id, disk,
-                            r == -EBADMSG ? "its index is damaged" : strerror(-r));
-
-        block = stat(target, &tst) == 0 && S_ISBLK(tst.st_mode);
-        if (block) {
-                fd = open(target, O_WRONLY | O_CLOEXEC);
-                dst.zero = file_zero;
-        } else {
-                if (asprintf(&partial, "%s.partial", target) < 0) {
-                        code = fail(VB_E_FAILED, "out of memory");
-                        goto out;
-                }
-                fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        }
-        if (fd < 0 || (!block && ftruncate(fd, (off_t)rd->size) < 0)) {
-                code = fail(errno == ENOSPC ? VB_E_NO_SPACE : VB_E_TARGET, "%s: %s", partial ? partial : target,
-                            strerror(errno));
+        if (optind + 2 != argc || !disk || !target) {
+                code = fail(VB_E_USAGE, "pool restore needs PATH, ID, --disk and --target (see --help)");
                 goto out;
         }
-        io.fd = fd;
-        io.sparse = !block;
-        vb_progress_init(&prog, "restore", false);
-        r = uv_loop_init(&loop);
-        if (r >= 0) {
-                sp_pipeline_opts po = { .progress = vb_progress_update, .userdata = &prog };
-                r = sp_restore_start(&loop, rd, &dst, &po, transfer_done, &st);
-                if (r >= 0)
-                        r = run_loop(&loop);
-                else
-                        uv_loop_close(&loop);
+        network = vb_is_network_url(target);
+        code = open_pool(argv[optind], &p);
+        if (code)
+                goto out;
+        r = sp_pool_find(p, argv[optind + 1], vm, &m);
+        if (r == -ENOENT) {
+                code = fail(VB_E_NOT_FOUND, "restore point '%s' not found", argv[optind + 1]);
+                goto out;
         }
-        vb_progress_done(&prog);
-        if (r >= 0)
-                r = st.r;
-        if (r >= 0 && fsync(fd) < 0)
+        if (r < 0) {
+                code = fail_errno(r, "restore point");
+                goto out;
+        }
+        r = p->drv->reader_open(p, m, disk, &rd);
+        if (r == -ENOENT) {
+                code = fail(VB_E_NOT_FOUND, "restore point %s has no disk %s", m->id, disk);
+                goto out;
+        }
+        if (r < 0) {
+                code = fail(vb_error_from_errno(r), "restore point %s disk %s: %s", m->id, disk,
+                            r == -EBADMSG ? "its index is damaged" : strerror(-r));
+                goto out;
+        }
+        r = uv_loop_init(&loop);
+        if (r < 0) {
+                code = fail_errno(r, "event loop");
+                goto out;
+        }
+        loop_ready = true;
+
+        if (network) {
+                _cleanup_free_ char *msg = NULL;
+
+                r = vb_net_open(&loop, &no, target, true, &td, &msg);
+                if (r == -EPROTONOSUPPORT) {
+                        code = fail(VB_E_USAGE, "%s: unknown target; use a file, nbd://, nbd+unix:// or cvd://",
+                                    target);
+                        goto out;
+                }
+                if (r < 0) {
+                        code = fail(r == -EROFS ? VB_E_TARGET : net_error(r), "%s", msg ? msg : strerror(-r));
+                        goto out;
+                }
+                if (tp_disk_size(td) < rd->size) {
+                        code = fail(VB_E_TARGET, "%s holds %" PRIu64 " bytes, the disk needs %" PRIu64, target,
+                                    tp_disk_size(td), rd->size);
+                        goto out;
+                }
+                tp_disk_target(td, &dst);
+        } else {
+                block = stat(target, &tst) == 0 && S_ISBLK(tst.st_mode);
+                if (block) {
+                        fd = open(target, O_WRONLY | O_CLOEXEC);
+                        dst.zero = file_zero;
+                } else {
+                        if (asprintf(&partial, "%s.partial", target) < 0) {
+                                code = fail(VB_E_FAILED, "out of memory");
+                                goto out;
+                        }
+                        fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                }
+                if (fd < 0 || (!block && ftruncate(fd, (off_t)rd->size) < 0)) {
+                        code = fail(errno == ENOSPC ? VB_E_NO_SPACE : VB_E_TARGET, "%s: %s", partial ? partial : target,
+                                    strerror(errno));
+                        goto out;
+                }
+                io.fd = fd;
+                io.sparse = !block;
+        }
+        r = restore_run(&loop, rd, &dst, &st);
+        if (r >= 0 && fd >= 0 && fsync(fd) < 0)
                 r = -errno;
         if (r < 0) {
+                const char *net_why = network ? tp_nbd_error_message(tp_disk_nbd(td)) : NULL;
                 const char *what = r == -EBADMSG   ? "a chunk is damaged (digest mismatch)"
                                    : r == -ENODATA ? "a chunk is missing"
+                                   : net_why       ? net_why
                                                    : strerror(-r);
                 vb_error e = r == -EBADMSG || r == -ENODATA ? vb_error_from_errno(r)
                              : r == -ENOSPC                 ? VB_E_NO_SPACE
+                             : network                      ? net_error(r)
                                                             : VB_E_TARGET;
                 code = fail(e, "restore point %s disk %s offset %" PRIu64 ": %s; %s is incomplete", m->id, disk,
                             st.res.failed_offset, what, partial ? partial : target);
@@ -606,19 +878,28 @@ static int cmd_restore(int argc, char **argv)
                 code = fail(VB_E_TARGET, "%s: %s", target, strerror(errno));
                 goto out;
         }
-        if (arg_json)
-                code = print_json(json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "id", m->id, "disk", disk, "target",
-                                            target, "size", (json_int_t)rd->size, "bytes_written",
-                                            (json_int_t)st.res.bytes_done, "seconds", (double)st.res.seconds_ns / 1e9));
-        else {
+        if (arg_json) {
+                json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "id", m->id, "disk", disk, "target", target,
+                                      "size", (json_int_t)rd->size, "bytes_written", (json_int_t)st.res.bytes_done,
+                                      "seconds", (double)st.res.seconds_ns / 1e9);
+                if (j && network)
+                        json_add_net(j, td, NULL, false);
+                code = print_json(j);
+        } else {
                 char a[32];
                 printf("Restored %s disk %s to %s (%s, %.2f s)\n", m->id, disk, target,
                        vb_format_size(rd->size, a, sizeof(a)), (double)st.res.seconds_ns / 1e9);
                 code = 0;
         }
 out:
+        if (loop_ready) {
+                vb_net_close(&loop, td);
+                uv_run(&loop, UV_RUN_DEFAULT);
+                uv_loop_close(&loop);
+        }
         if (rd)
                 p->drv->reader_close(rd);
+        vb_net_opts_clear(&no);
         return code;
 }
 
