@@ -855,10 +855,14 @@ static uint64_t charge(tp_nbd *n, req *r)
         if (r->charged || bytes == 0)
                 return 0;
         r->charged = true;
+        /* Both buckets take the bytes; the longer wait wins. (Not through
+         * MAX(): it would evaluate a take twice.) */
         if (n->o.transfer)
-                wait = MAX(wait, tp_bucket_take(n->o.transfer, bytes, now, wall));
-        if (n->o.disk)
-                wait = MAX(wait, tp_bucket_take(n->o.disk, bytes, now, wall));
+                wait = tp_bucket_take(n->o.transfer, bytes, now, wall);
+        if (n->o.disk) {
+                uint64_t w = tp_bucket_take(n->o.disk, bytes, now, wall);
+                wait = MAX(wait, w);
+        }
         return DIV_ROUND_UP(wait, 1000000ull);
 }
 
