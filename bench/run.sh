@@ -10,7 +10,7 @@
 #   VBAK_BENCH_DATA    data set and scratch folder (default /var/tmp/vbak-bench)
 #   VBAK_BENCH_REPEAT  rounds of the timed single-image rows; the table shows
 #                      the median (default 3)
-#   VBAK_BENCH_ONLY    a subset of "vbak zstd borg restic dedup chunks"
+#   VBAK_BENCH_ONLY    a subset of "vbak nbd zstd borg restic dedup chunks"
 #                      (default: all)
 #   VBAK_BENCH_STRICT  1: exit 3 when a target does not hold
 #   VBAK_BENCH_STORE_FS 0: keep repositories on the file system of
@@ -22,7 +22,7 @@ set -euo pipefail
 BUILD=${1:?usage: bench/run.sh BUILD_DIR}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATA=${VBAK_BENCH_DATA:-/var/tmp/vbak-bench}
-ONLY=${VBAK_BENCH_ONLY:-vbak zstd borg restic dedup chunks}
+ONLY=${VBAK_BENCH_ONLY:-vbak nbd zstd borg restic dedup chunks}
 REPEAT=${VBAK_BENCH_REPEAT:-3}
 STRICT=${VBAK_BENCH_STRICT:-0}
 RUN=$DATA/run
@@ -239,6 +239,94 @@ round_vbak() { # round_vbak ROUND
         rm -rf "$pool" "$target"
 }
 
+# ------------------------------------------------------------------ nbd
+
+# The same images over NBD on loopback TCP, served by qemu-nbd: nbdcopy of
+# the export to /dev/null (what the transfer alone costs), vbak's full backup
+# of base.img, and its incremental of a qcow2 holding changed.img whose
+# persistent bitmap b1 marks the changed extents (built once: base.img as
+# qcow2, bitmap b1 added, the changed extents written into it).
+NBD_PID=
+nbd_prepare() {
+        local dir=$DATA/nbd i=0 off len args=()
+        [ -f "$dir/ready" ] && return 0
+        log "  nbd: building changed.qcow2 with bitmap b1 (once)"
+        rm -rf "$dir"
+        mkdir -p "$dir/pieces"
+        qemu-img convert -O qcow2 "$DATA/base.img" "$dir/changed.qcow2"
+        qemu-img bitmap --add "$dir/changed.qcow2" b1
+        while read -r off len; do
+                dd if="$DATA/changed.img" of="$dir/pieces/$i" bs=64K iflag=skip_bytes,count_bytes skip="$off"                         count="$len" status=none
+                args+=(-c "write -q -s $dir/pieces/$i $off $len")
+                i=$((i + 1))
+        done <"$DATA/changed.extents"
+        qemu-io -f qcow2 "${args[@]}" "$dir/changed.qcow2" >"$LOG/nbd-prepare.out"
+        rm -rf "$dir/pieces"
+        qemu-img compare -q -f qcow2 -F raw "$dir/changed.qcow2" "$DATA/changed.img" ||
+                die "nbd: changed.qcow2 does not hold changed.img"
+        touch "$dir/ready"
+}
+
+nbd_serve() { # nbd_serve IMAGE FORMAT ARGS...: qemu-nbd on 127.0.0.1:$NBD_PORT
+        local image=$1 fmt=$2 tries=200
+        shift 2
+        qemu-nbd -r -t --shared=8 -b 127.0.0.1 -p "$NBD_PORT" -x vda -f "$fmt" "$@" "$image" \
+                >>"$LOG/qemu-nbd.log" 2>&1 &
+        NBD_PID=$!
+        until (: <>"/dev/tcp/127.0.0.1/$NBD_PORT") 2>/dev/null; do
+                ((tries-- > 0)) || die "qemu-nbd does not listen on $NBD_PORT"
+                sleep 0.05
+        done
+}
+
+nbd_stop() {
+        if [ -n "$NBD_PID" ]; then
+                kill "$NBD_PID" 2>/dev/null || true
+                wait "$NBD_PID" 2>/dev/null || true
+                NBD_PID=
+        fi
+}
+trap nbd_stop EXIT
+
+round_nbd() { # round_nbd ROUND
+        local pool=$STORE/vbak-nbd tag=r$1-nbd url out g0 g1
+        NBD_PORT=$((20000 + RANDOM % 10000))
+        url=nbd://127.0.0.1:$NBD_PORT/vda
+        nbd_prepare
+        log "  nbd: nbdcopy, full and incremental backups over NBD (qemu-nbd, loopback TCP)"
+        rm -rf "$pool"
+        "$VBAK" pool init "$pool" >/dev/null
+        warm "$DATA/base.img"
+        nbd_serve "$DATA/base.img" raw
+        timed "$tag-nbdcopy" /dev/null nbdcopy --connections=2 "$url" null:
+        row nbdcopy nbdcopy "export to null: (2 conns)" "$LOGICAL" "$ALLOC_BASE" 0 "the transfer alone"
+        g0=$(dir_bytes "$pool")
+        out=$LOG/$tag-full.json
+        timed "$tag-full" "$out" "$VBAK" pool backup "$pool" --vm bench --disk vda --source "$url" \
+                --connections 2 --checkpoint b1 --json
+        g1=$(dir_bytes "$pool")
+        row vbak-nbd-full vbak "full over NBD (2 conns)" "$LOGICAL" "$ALLOC_BASE" $((g1 - g0)) \
+                "read $(mib "$(need "$(jnum bytes_read "$out")" "bytes_read in $out")") MiB"
+        nbd_stop
+        warm "$DATA/nbd/changed.qcow2"
+        nbd_serve "$DATA/nbd/changed.qcow2" qcow2 -B b1
+        out=$LOG/$tag-incr.json
+        timed "$tag-incr" "$out" "$VBAK" pool backup "$pool" --vm bench --disk vda --source "$url" \
+                --bitmap b1 --parent latest --json
+        [ "$(jstr type "$out")" = incremental ] || die "nbd: the backup with --bitmap was not an incremental ($out)"
+        g0=$g1
+        g1=$(dir_bytes "$pool")
+        row vbak-nbd-incr vbak "incremental over NBD" "$LOGICAL" "$ALLOC_CHANGED" $((g1 - g0)) \
+                "read $(mib "$(need "$(jnum bytes_read "$out")" "bytes_read in $out")") MiB (dirty bitmap)"
+        nbd_stop
+        if [ "$1" = 1 ]; then
+                "$VBAK" pool restore "$pool" latest --disk vda --target "$STORE/nbd-restore.img" >/dev/null
+                cmp "$DATA/changed.img" "$STORE/nbd-restore.img" || die "the NBD incremental restores different data"
+                rm -f "$STORE/nbd-restore.img"
+        fi
+        rm -rf "$pool"
+}
+
 # ------------------------------------------------------------------ zstd
 
 round_zstd() {
@@ -333,6 +421,7 @@ round_restic() {
 for ((round = 1; round <= REPEAT; round++)); do
         log "round $round of $REPEAT"
         if want vbak; then round_vbak "$round"; fi
+        if want nbd; then round_nbd "$round"; fi
         if want zstd; then round_zstd "$round"; fi
         if want borg; then round_borg "$round"; fi
         if want restic; then round_restic "$round"; fi
@@ -462,6 +551,12 @@ S_ZSTD=$(sec_of zstd) S_BORG2=$(sec_of borg-2) S_RESTIC_RESTORE=$(sec_of restic-
 name="full backup at least as fast as zstd -1 -T2"
 if [ -n "$S_FULL" ] && [ -n "$S_ZSTD" ]; then
         target "$name" "$(yes_if_le "$S_FULL" "$S_ZSTD")" "vbak $S_FULL s, zstd $S_ZSTD s"
+else target "$name" n/a "not measured"; fi
+S_NBD_FULL=$(sec_of vbak-nbd-full) S_NBDCOPY=$(sec_of nbdcopy)
+name="full backup over NBD within 10 % of the file-source backup"
+if [ -n "$S_NBD_FULL" ] && [ -n "$S_FULL" ]; then
+        target "$name" "$(yes_if_le "$S_NBD_FULL" "$(calc "$S_FULL * 1.1")")" \
+                "over NBD $S_NBD_FULL s, from the file $S_FULL s, nbdcopy $S_NBDCOPY s"
 else target "$name" n/a "not measured"; fi
 name="incremental at least 20x faster than borg's second run"
 if [ -n "$S_INCR" ] && [ -n "$S_BORG2" ]; then

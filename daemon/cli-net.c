@@ -186,16 +186,18 @@ struct step {
         uv_loop_t *loop;
         bool done;
         int r;
+        vb_error code;
         char *msg;
         tp_disk *d;
 };
 
-static void step_opened(void *userdata, int r, tp_disk *d, const char *message)
+static void step_opened(void *userdata, int r, vb_error code, tp_disk *d, const char *message)
 {
         struct step *s = userdata;
 
         s->done = true;
         s->r = r;
+        s->code = code;
         s->d = d;
         uv_stop(s->loop); /* vb_run_until need not wait for the next event */
         if (message)
@@ -226,18 +228,23 @@ static int step_wait(uv_loop_t *loop, struct step *s, char **msg)
         return r;
 }
 
-int vb_net_open(uv_loop_t *loop, vb_net_opts *o, const char *url, bool write, tp_disk **ret, char **msg)
+int vb_net_open(uv_loop_t *loop, vb_net_opts *o, const char *url, bool write, tp_disk **ret, vb_error *code, char **msg)
 {
         struct step s = { .loop = loop };
         tp_disk_opts d = o->disk;
         int r;
 
+        *code = VB_OK;
         d.source = url;
         d.write = write;
-        r = tp_disk_open(loop, &d, step_opened, &s);
-        if (r < 0)
+        r = tp_disk_open(loop, &d, step_opened, &s, msg);
+        if (r < 0) {
+                if (r == -EINVAL && *msg)
+                        *code = VB_E_USAGE;
                 return r;
+        }
         r = step_wait(loop, &s, msg);
+        *code = s.code;
         if (r >= 0)
                 *ret = s.d;
         return r;

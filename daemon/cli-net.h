@@ -41,7 +41,9 @@ bool vb_is_network_url(const char *s);
 
 /* The steps, each running loop until it is done. On failure *msg (may be
  * NULL) says why; the caller frees it. */
-int vb_net_open(uv_loop_t *loop, vb_net_opts *o, const char *url, bool write, tp_disk **ret, char **msg);
+/* *code: the stable code when the disk service said why, else VB_OK. */
+int vb_net_open(uv_loop_t *loop, vb_net_opts *o, const char *url, bool write, tp_disk **ret, vb_error *code,
+                char **msg);
 int vb_net_plan(uv_loop_t *loop, tp_disk *d, bool incremental, dd_extents *read, bool *is_incremental, char **msg);
 int vb_net_commit(uv_loop_t *loop, tp_disk *d, char **msg);
 void vb_net_close(uv_loop_t *loop, tp_disk *d);

@@ -355,12 +355,13 @@ static int open_file_source(backup_source *bs)
 static int open_net_source(uv_loop_t *loop, vb_net_opts *no, backup_source *bs)
 {
         _cleanup_free_ char *msg = NULL;
-        int r = vb_net_open(loop, no, bs->name, false, &bs->disk, &msg);
+        vb_error code;
+        int r = vb_net_open(loop, no, bs->name, false, &bs->disk, &code, &msg);
 
         if (r == -EPROTONOSUPPORT)
                 return fail(VB_E_USAGE, "%s: unknown source; use a file, nbd://, nbd+unix:// or cvd://", bs->name);
         if (r < 0)
-                return fail(net_error(r), "%s", msg ? msg : strerror(-r));
+                return fail(code ? code : net_error(r), "%s", msg ? msg : strerror(-r));
         bs->size = tp_disk_size(bs->disk);
         return 0;
 }
@@ -395,7 +396,7 @@ static int check_parent(sp_pool *p, const char *parent_arg, const char *vm, cons
 
 static void json_add_net(json_t *j, tp_disk *disk, const dd_extents *plan, bool incremental)
 {
-        const tp_nbd_stats *ns = tp_disk_nbd(disk) ? tp_nbd_get_stats(tp_disk_nbd(disk)) : NULL;
+        const tp_nbd_stats *ns = tp_disk_stats(disk);
         const char *const *notes = tp_disk_notes(disk);
         json_t *a = json_array();
 
@@ -820,15 +821,19 @@ static int cmd_restore(int argc, char **argv)
 
         if (network) {
                 _cleanup_free_ char *msg = NULL;
+                vb_error vcode;
 
-                r = vb_net_open(&loop, &no, target, true, &td, &msg);
+                r = vb_net_open(&loop, &no, target, true, &td, &vcode, &msg);
                 if (r == -EPROTONOSUPPORT) {
                         code = fail(VB_E_USAGE, "%s: unknown target; use a file, nbd://, nbd+unix:// or cvd://",
                                     target);
                         goto out;
                 }
                 if (r < 0) {
-                        code = fail(r == -EROFS ? VB_E_TARGET : net_error(r), "%s", msg ? msg : strerror(-r));
+                        code = fail(vcode         ? vcode
+                                    : r == -EROFS ? VB_E_TARGET
+                                                  : net_error(r),
+                                    "%s", msg ? msg : strerror(-r));
                         goto out;
                 }
                 if (tp_disk_size(td) < rd->size) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/cli-cvd.h"
 #include "daemon/cli-pool.h"
 #include "daemon/error.h"
 #include "daemon/log.h"
@@ -21,6 +22,7 @@ static void help(FILE *f)
               "Commands:\n"
               "  pool       work on a storage pool directly (init, backup, restore, list,\n"
               "             verify, gc, prune, stats); see vbak pool --help\n"
+              "  cvd        talk to a disk service (ping, open, bitmap); see vbak cvd --help\n"
               "  help       show this text\n"
               "  version    show the version\n\n"
               "Exit codes are listed in docs/error-codes.md. VBAK_LOG_LEVEL sets the log level.\n",
@@ -44,6 +46,8 @@ int main(int argc, char **argv)
         }
         if (streq(argv[1], "pool"))
                 return vb_cli_pool(argc - 1, argv + 1);
+        if (streq(argv[1], "cvd"))
+                return vb_cli_cvd(argc - 1, argv + 1);
         fprintf(stderr, "vbak: unknown command '%s' (see vbak --help) [E%d %s]\n", argv[1], VB_E_USAGE,
                 vb_error_name(VB_E_USAGE));
         return VB_E_USAGE;

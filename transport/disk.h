@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "daemon/error.h"
 #include "dedup/extent.h"
 #include "storagepool/pipeline.h"
 #include "transport/nbd.h"
@@ -48,13 +49,18 @@ typedef struct tp_disk_opts {
 
 #define TP_DISK_NOTES_MAX 4
 
-typedef void (*tp_disk_open_fn)(void *userdata, int r, tp_disk *d, const char *message);
+/* r: 0, or -errno; code: the stable error code when the disk service said
+ * why (VB_E_AUTH, VB_E_REFUSED...), VB_OK when r alone tells. */
+typedef void (*tp_disk_open_fn)(void *userdata, int r, vb_error code, tp_disk *d, const char *message);
 typedef void (*tp_disk_done_fn)(void *userdata, int r, const char *message);
 
-int tp_disk_open(uv_loop_t *loop, const tp_disk_opts *o, tp_disk_open_fn done, void *userdata);
+/* Starts opening; -EPROTONOSUPPORT for an unknown scheme, -EINVAL with
+ * *err (caller frees) for a bad URL or unreadable secret files. */
+int tp_disk_open(uv_loop_t *loop, const tp_disk_opts *o, tp_disk_open_fn done, void *userdata, char **err);
 
 uint64_t tp_disk_size(const tp_disk *d);
-tp_nbd *tp_disk_nbd(tp_disk *d);
+tp_nbd *tp_disk_nbd(tp_disk *d); /* NULL once tp_disk_commit closed the connections */
+const tp_nbd_stats *tp_disk_stats(const tp_disk *d);
 /* What the plan had to give up (NULL-terminated, at most TP_DISK_NOTES_MAX). */
 const char *const *tp_disk_notes(const tp_disk *d);
 
