@@ -679,6 +679,21 @@ const char *tp_conn_peer(const tp_conn *c)
         return c->peer;
 }
 
+int tp_conn_local_address(const tp_conn *c, char *buf, size_t size)
+{
+        struct sockaddr_storage ss;
+        int len = sizeof(ss), r;
+
+        r = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len);
+        if (r < 0)
+                return r;
+        if (ss.ss_family == AF_INET)
+                return uv_ip4_name((struct sockaddr_in *)&ss, buf, size);
+        if (ss.ss_family == AF_INET6)
+                return uv_ip6_name((struct sockaddr_in6 *)&ss, buf, size);
+        return -EAFNOSUPPORT;
+}
+
 bool tp_conn_is_tls(const tp_conn *c)
 {
         return c->ssl != NULL;

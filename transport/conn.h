@@ -78,6 +78,9 @@ void tp_conn_close(tp_conn *c);
 /* The peer: "ADDR:PORT" ("[ADDR]:PORT" for IPv6), or host:port as given to
  * connect until it is connected. */
 const char *tp_conn_peer(const tp_conn *c);
+/* The address this end of the connection has (no port): the address a
+ * client reached us on. 0 or a negative errno. */
+int tp_conn_local_address(const tp_conn *c, char *buf, size_t size);
 
 /* Whether the connection runs TLS. */
 bool tp_conn_is_tls(const tp_conn *c);

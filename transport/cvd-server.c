@@ -68,6 +68,8 @@ struct session {
         tp_conn *conn; /* NULL once closed */
         bool ending;   /* an error was sent: nothing more is answered */
         char peer[64];
+        char local[64]; /* the address the client reached us on: announced for exports
+                         * when the configuration names none (a wildcard listener) */
         char nonce[TP_CVD_NONCE_HEX + 1];
         char id[33]; /* the session id, for the logs */
         bool authed;
@@ -240,6 +242,7 @@ static void work_open(work *w)
         tp_cvd_server *s = w->ss->s;
         const tp_cvd_open_req *o = &w->rq.open;
         export_entry *x = calloc(1, sizeof(*x));
+        tp_export_cfg cfg;
         tp_export_req req;
         char *err = NULL;
         int r;
@@ -270,7 +273,10 @@ static void work_open(work *w)
                                .write = o->write,
                                .since = o->since,
                                .checkpoint = o->checkpoint };
-        r = tp_export_open(s->cfg, &req, &x->e, &err);
+        cfg = *s->cfg;
+        if (!cfg.data_host)
+                cfg.data_host = w->ss->local;
+        r = tp_export_open(&cfg, &req, &x->e, &err);
         backend_result(w, r, err);
         if (r < 0) {
                 registry_remove(s, x);
@@ -762,6 +768,8 @@ static void on_connection(uv_stream_t *listener, int status)
                 return;
         }
         snprintf(ss->peer, sizeof(ss->peer), "%s", tp_conn_peer(ss->conn));
+        if (tp_conn_local_address(ss->conn, ss->local, sizeof(ss->local)) < 0)
+                snprintf(ss->local, sizeof(ss->local), "127.0.0.1");
         ss->next = s->sessions;
         if (s->sessions)
                 s->sessions->prev = ss;

@@ -41,7 +41,8 @@ static const char help_text[] =
         "  --images DIR             a folder whose images may be served (repeatable; required)\n"
         "  --qmp-dir DIR            where running VMs' QMP sockets are (<DIR>/<vm>.qmp)\n"
         "  --data-host ADDR         address exports listen on and are announced with\n"
-        "                           (default: the listen address; 127.0.0.1 for 0.0.0.0, ::1 for ::)\n"
+        "                           (default: the listen address; for 0.0.0.0 or ::, the address\n"
+        "                           each client reached the service on)\n"
         "  --tls-cert F --tls-key F serve every connection over TLS with this PEM certificate and key\n"
         "  --token-file F           the shared token: the file's first line (at least 16 bytes)\n"
         "  --credentials-file F     user:<hex salt>:<hex PBKDF2-HMAC-SHA256, 100000 rounds> lines\n"
@@ -272,10 +273,10 @@ int main(int argc, char **argv)
                 log_warning("--credentials-file without TLS: password authentication is refused over plain TCP");
         if (parse_listen(listen_arg, &listen_host, &listen_port) < 0)
                 return fail(VB_E_USAGE, "bad --listen '%s' (ADDR:PORT or [ADDR]:PORT)", listen_arg);
-        if (!data_host)
-                data_host = streq(listen_host, "0.0.0.0") ? "127.0.0.1"
-                            : streq(listen_host, "::")    ? "::1"
-                                                          : listen_host;
+        /* A wildcard listener without --data-host announces, to each
+         * client, the address that client reached us on. */
+        if (!data_host && !streq(listen_host, "0.0.0.0") && !streq(listen_host, "::"))
+                data_host = listen_host;
         if (qmp_dir) {
                 qmp_real = realpath(qmp_dir, NULL);
                 if (!qmp_real)
@@ -336,7 +337,8 @@ int main(int argc, char **argv)
                 strchr(listen_host, ':') ? "vbak-cvd: listening on [%s]:%u\n" : "vbak-cvd: listening on %s:%u\n",
                 listen_host, tp_cvd_server_port(server));
         log_info("serving %zu image folders, data ports %u-%u on %s, %s, at most %lu clients, idle timeout %lu s",
-                 n_dirs, port_min, port_max, data_host, tls ? "TLS" : "plain TCP", max_clients, timeout);
+                 n_dirs, port_min, port_max, data_host ? data_host : "each client's address", tls ? "TLS" : "plain TCP",
+                 max_clients, timeout);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         for (size_t i = 0; i < n_dirs; i++)

@@ -386,3 +386,50 @@ TEST(nbd_open_refused)
         o.request_size = 3000; /* not a power of two */
         ASSERT_ERR(tp_nbd_open(&loop, &o, opened, &w), EINVAL);
 }
+
+static void cont_cb(uv_timer_t *t)
+{
+        server *s = t->data;
+
+        kill(s->pid, SIGCONT);
+}
+
+/* A server that stops answering (SIGSTOP: the socket stays open) is
+ * dropped after the network timeout; once it answers again the reads
+ * resume and complete. */
+TEST(nbd_timeout_drops_a_silent_server)
+{
+        server s = { 0 };
+        uv_loop_t loop;
+        uint8_t *model;
+        uint64_t size = 32 * MiB;
+        tp_nbd_opts o = { .connections = 1, .timeout_ms = 400, .reconnect_window_ms = 20000 };
+        reader rd = { 0 };
+        uv_timer_t cont;
+
+        if (!have_qemu_nbd())
+                exit(EXIT_TEST_SKIP);
+        make_image(&s, size, &model);
+        image_write(&s, model, 0, size, 5);
+        server_start(&s);
+        ASSERT_OK(uv_loop_init(&loop));
+        rd = (reader){ .loop = &loop, .s = &s, .size = size, .kill_after = UINT64_MAX, .restart_ms = -1 };
+        rd.n = open_disk(&loop, &s, &o);
+        rd.buf = malloc(size);
+        uv_timer_init(&loop, &rd.restart);
+        uv_timer_init(&loop, &cont);
+        cont.data = &s;
+        kill(s.pid, SIGSTOP);
+        uv_timer_start(&cont, cont_cb, 1500, 0);
+        run_reader(&rd);
+        ASSERT_OK(rd.r);
+        ASSERT_MEMEQ(rd.buf, model, size);
+        ASSERT_TRUE(tp_nbd_get_stats(rd.n)->cuts >= 1);
+        ASSERT_TRUE(tp_nbd_get_stats(rd.n)->reconnects >= 1);
+        uv_close((uv_handle_t *)&rd.restart, NULL);
+        uv_close((uv_handle_t *)&cont, NULL);
+        close_disk(&loop, rd.n);
+        server_kill(&s);
+        free(rd.buf);
+        free(model);
+}
