@@ -16,9 +16,9 @@ SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
 MANDIR ?= $(PREFIX)/share/man
 
-DEPS = libuv jansson libzstd libcrypto libssl libnbd
+DEPS = libuv jansson libzstd libcrypto libssl libnbd libxml-2.0
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
-DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null || echo -luv -ljansson -lzstd -lssl -lcrypto -lnbd)
+DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null || echo -luv -ljansson -lzstd -lssl -lcrypto -lnbd -lxml2)
 
 OPT ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
@@ -33,6 +33,10 @@ MAIN_SRCS = daemon/vbak.c transport/vbak-cvd.c
 LIB_SRCS = $(filter-out $(MAIN_SRCS),$(foreach d,$(MODULE_DIRS),$(wildcard $(d)/*.c)))
 UNIT_SRCS = tests/unit/runner.c $(wildcard tests/unit/test-*.c)
 FUZZ_SRCS = $(wildcard tests/fuzz/fuzz-*.c)
+# The CAS simulator (tests only): its own sources and HTTP server library.
+SIM_SRCS = $(wildcard tests/sim/*.c)
+SIM_CFLAGS := $(shell $(PKG_CONFIG) --cflags libmicrohttpd 2>/dev/null)
+SIM_LIBS := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz-%.c,%,$(FUZZ_SRCS))
 
 # Build flavours: build/ (normal) and build/asan/ (ASan+UBSan).
@@ -42,12 +46,13 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 LIB_OBJS = $(patsubst %.c,$(B)/%.o,$(LIB_SRCS))
 UNIT_OBJS = $(patsubst %.c,$(B)/%.o,$(UNIT_SRCS))
 BINS = $(B)/vbak $(B)/vbak-cvd
+SIM_BIN = $(if $(SIM_SRCS),$(B)/vbak-cvm-sim)
 
 .PHONY: all check test unit asan asan-unit fuzz-replay integration bench demo install uninstall clean format \
 	format-check list deps
 
 ## all: build the binaries and the test programs
-all: $(BINS) $(B)/test-unit $(patsubst %,$(B)/fuzz-%,$(FUZZ_TARGETS))
+all: $(BINS) $(SIM_BIN) $(B)/test-unit $(patsubst %,$(B)/fuzz-%,$(FUZZ_TARGETS))
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -62,6 +67,13 @@ $(B)/vbak: $(B)/daemon/vbak.o $(B)/libvbak.a
 
 $(B)/vbak-cvd: $(B)/transport/vbak-cvd.o $(B)/libvbak.a
 	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+$(B)/tests/sim/%.o: tests/sim/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(SIM_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/vbak-cvm-sim: $(patsubst %.c,$(B)/%.o,$(SIM_SRCS)) $(B)/libvbak.a
+	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(SIM_LIBS) $(FINAL_LIBS)
 
 $(B)/test-unit: $(UNIT_OBJS) $(B)/libvbak.a
 	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)

@@ -25,6 +25,8 @@ PACKAGES=(
         libsqlite3-dev
         libcurl4-openssl-dev
         libnbd-dev
+        libxml2-dev        # CAS REST responses in XML
+        libmicrohttpd-dev  # the CAS simulator's HTTP(S) server with Digest auth
         clang-format
         # tests and benchmarks
         strace

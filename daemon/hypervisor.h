@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hypervisor.h -- the platform driver interface (design §3): what the
+ * runner and the restore code need from a virtualisation platform, whether
+ * H3C CAS (cas/, the CVM REST API) or plain libvirt/KVM (libvirt/).
+ *
+ * DESIGN: a driver is a table of functions on one connected platform
+ * (vb_hv). Every operation is asynchronous on the daemon's libuv loop: it
+ * starts the work (REST calls through libcurl's multi interface, libvirt
+ * calls on the worker pool) and calls its callback once, on the loop,
+ * never from inside the call that started it. Callbacks get r = 0 or a
+ * stable error code (daemon/error.h, positive) with a one-line message
+ * that names the platform, the VM and the step ("CAS 10.0.0.1: snapshot of
+ * vm web1 (id 12): task failed: <failMsg>"). Optional operations are NULL.
+ *
+ * A driver never moves disk data itself: disk_source() answers a URL the
+ * transport opens (transport/disk.h: cvd:// through the host's disk
+ * service, nbd:// for a libvirt pull-mode backup), with the checkpoint
+ * names the backup reads since and leaves behind.
+ */
+#ifndef VB_HYPERVISOR_H
+#define VB_HYPERVISOR_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "daemon/error.h"
+
+typedef struct vb_hv vb_hv;
+
+typedef enum vb_vm_state {
+        VB_VM_UNKNOWN,
+        VB_VM_RUNNING,
+        VB_VM_SHUT_OFF,
+        VB_VM_PAUSED,
+} vb_vm_state;
+
+typedef enum vb_snapshot_type {
+        VB_SNAPSHOT_ADAPTIVE, /* the driver picks: external when the VM's disks allow it, else internal */
+        VB_SNAPSHOT_INTERNAL,
+        VB_SNAPSHOT_EXTERNAL,
+} vb_snapshot_type;
+
+typedef enum vb_power_op {
+        VB_POWER_START,
+        VB_POWER_SHUTDOWN, /* safe (ACPI) shutdown */
+        VB_POWER_OFF,      /* forced */
+} vb_power_op;
+
+typedef struct vb_hv_disk {
+        char *device;  /* vda, hdb... */
+        char *path;    /* the image on the host */
+        char *format;  /* qcow2, raw */
+        char *bus;     /* virtio, ide, scsi... */
+        char *pool;    /* the storage pool holding it, when known */
+        uint64_t size; /* virtual size, bytes */
+} vb_hv_disk;
+
+typedef struct vb_hv_nic {
+        char *mac, *vswitch, *profile, *model;
+} vb_hv_nic;
+
+typedef struct vb_hv_vm {
+        char *id, *uuid;
+        char *name;  /* the platform's unique name (libvirt domain name) */
+        char *title; /* what users see; may be Chinese; may equal name */
+        char *host_id, *cluster_id, *pool_id;
+        vb_vm_state state;
+        unsigned cpu_sockets, cpu_cores;
+        uint64_t memory_mb;
+        vb_hv_disk *disks;
+        size_t n_disks;
+        vb_hv_nic *nics;
+        size_t n_nics;
+        json_t *config; /* the captured configuration a restore recreates the VM from */
+} vb_hv_vm;
+
+typedef struct vb_hv_host {
+        char *id, *name, *cluster_id, *pool_id;
+        /* Addresses by network: management, storage, backup (NULL when absent). */
+        char *addr_management, *addr_storage, *addr_backup;
+        bool up;
+} vb_hv_host;
+
+typedef struct vb_hv_group { /* a host pool or a cluster */
+        char *id, *name, *parent_id;
+} vb_hv_group;
+
+typedef struct vb_hv_inventory {
+        vb_hv_group *pools, *clusters;
+        size_t n_pools, n_clusters;
+        vb_hv_host *hosts;
+        size_t n_hosts;
+        vb_hv_vm *vms;
+        size_t n_vms;
+} vb_hv_inventory;
+
+typedef struct vb_hv_snapshot {
+        char *name;
+        vb_snapshot_type type; /* internal or external as taken */
+        bool quiesced;         /* the guest agent froze the file systems: application-consistent */
+        char *note;            /* why it is only crash-consistent, or NULL */
+} vb_hv_snapshot;
+
+/* Where and how to read (or write) one disk. */
+typedef struct vb_hv_disk_source {
+        char *url;        /* cvd://HOST:PORT/VM/PATH or nbd://... (transport/disk.h) */
+        char *since;      /* the checkpoint changes are read since; NULL: full */
+        char *checkpoint; /* the checkpoint this backup leaves for the next one */
+        char *note;       /* why an incremental became full (CBT invalid, disk replaced...), or NULL */
+} vb_hv_disk_source;
+
+typedef struct vb_hv_opts {
+        const char *name;    /* the platform's name in vbak */
+        const char *address; /* CAS: http[s]://CVM:PORT; libvirt: a URI */
+        const char *user, *password;
+        bool insecure;       /* do not verify TLS certificates */
+        const char *network; /* preferred host network: adaptive, backup, storage, management */
+        uint64_t timeout_ms; /* per request; tasks have their own timeout */
+} vb_hv_opts;
+
+typedef void (*vb_hv_done_fn)(void *userdata, vb_error r, const char *message);
+typedef void (*vb_hv_connect_fn)(void *userdata, vb_error r, const char *message, vb_hv *hv);
+typedef void (*vb_hv_inventory_fn)(void *userdata, vb_error r, const char *message, const vb_hv_inventory *inv);
+typedef void (*vb_hv_vm_fn)(void *userdata, vb_error r, const char *message, const vb_hv_vm *vm);
+typedef void (*vb_hv_size_fn)(void *userdata, vb_error r, const char *message, uint64_t bytes);
+typedef void (*vb_hv_snapshot_fn)(void *userdata, vb_error r, const char *message, const vb_hv_snapshot *s);
+typedef void (*vb_hv_source_fn)(void *userdata, vb_error r, const char *message, const vb_hv_disk_source *src);
+typedef void (*vb_hv_id_fn)(void *userdata, vb_error r, const char *message, const char *id);
+
+typedef struct vb_hv_driver {
+        const char *name; /* "cas", "libvirt" */
+
+        int (*connect)(uv_loop_t *loop, const vb_hv_opts *o, vb_hv_connect_fn done, void *userdata);
+        void (*disconnect)(vb_hv *hv);
+
+        /* The whole tree: host pools, clusters, hosts, VMs with disks and NICs. */
+        int (*inventory)(vb_hv *hv, vb_hv_inventory_fn done, void *userdata);
+        /* One VM with its captured configuration (by id, uuid or name). */
+        int (*vm_get)(vb_hv *hv, const char *vm, vb_hv_vm_fn done, void *userdata);
+        /* Free bytes in the storage the VM's disks (and their snapshots) live on. */
+        int (*storage_free)(vb_hv *hv, const vb_hv_vm *vm, vb_hv_size_fn done, void *userdata);
+
+        int (*snapshot_create)(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type type, bool quiesce,
+                               vb_hv_snapshot_fn done, void *userdata);
+        int (*snapshot_delete)(vb_hv *hv, const vb_hv_vm *vm, const char *name, vb_hv_done_fn done, void *userdata);
+
+        /* How to read one disk of a snapshot, incrementally since the
+         * checkpoint recorded with the parent restore point when CBT is
+         * still valid for it (since may be NULL: full). */
+        int (*disk_source)(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, const vb_hv_snapshot *s,
+                           const char *since, vb_hv_source_fn done, void *userdata);
+        /* How to write one disk (restores). */
+        int (*disk_target)(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, vb_hv_source_fn done, void *userdata);
+        /* CBT of the VM is no longer to be trusted (optional). */
+        int (*checkpoint_invalidate)(vb_hv *hv, const vb_hv_vm *vm, vb_hv_done_fn done, void *userdata);
+
+        int (*power)(vb_hv *hv, const vb_hv_vm *vm, vb_power_op op, vb_hv_done_fn done, void *userdata);
+
+        /* Restore side. */
+        int (*vm_create)(vb_hv *hv, json_t *config, vb_hv_id_fn done, void *userdata);
+        int (*volume_create)(vb_hv *hv, const char *host_id, const char *pool, const char *name, const char *format,
+                             uint64_t size, vb_hv_id_fn done, void *userdata);
+        int (*disk_attach)(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, vb_hv_done_fn done, void *userdata);
+        int (*vm_delete)(vb_hv *hv, const vb_hv_vm *vm, bool with_disks, vb_hv_done_fn done, void *userdata);
+} vb_hv_driver;
+
+#endif
