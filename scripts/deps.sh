@@ -39,6 +39,8 @@ PACKAGES=(
         diffutils # cmp
         procps
         time # /usr/bin/time
+        curl               # the CAS simulator's tests
+        openssl            # self-signed certificates in tests
         qemu-system-x86
         qemu-utils
         qemu-block-extra

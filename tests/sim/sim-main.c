@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sim-main.c -- vbak-cvm-sim's command line: `serve` loads the topology,
+ * starts the HTTP (and optionally HTTPS) listener and runs until SIGINT or
+ * SIGTERM. See tests/sim/README.md.
+ *
+ * DESIGN: the "listening on" line is printed (and flushed) only once every
+ * listener is up, so a test can wait for it instead of polling the port.
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/log.h"
+#include "daemon/util.h"
+#include "tests/sim/sim.h"
+
+sim_config sim_cfg;
+
+static void usage(FILE *f)
+{
+        fputs("Usage: vbak-cvm-sim serve --topology FILE --user U --password-file F [OPTIONS]\n"
+              "       vbak-cvm-sim --help\n"
+              "\n"
+              "A simulator of the H3C CAS CVM REST API (/cas/casrs/...) for tests.\n"
+              "\n"
+              "Options of serve:\n"
+              "  --topology FILE          the inventory (JSON, see tests/sim/README.md)\n"
+              "  --http ADDR:PORT         HTTP listener (default 127.0.0.1:8080)\n"
+              "  --https ADDR:PORT        also an HTTPS listener; needs --cert and --key (PEM)\n"
+              "  --cert FILE, --key FILE  the TLS certificate and key for --https\n"
+              "  --user U                 the Digest user name\n"
+              "  --password-file F        the file holding the password (first line)\n"
+              "  --json-quirks MODE       legacy (default: string scalars, one-item lists as\n"
+              "                           objects, @attr keys) or typed\n"
+              "  --error-charset CS       utf8 (default) or gbk: the Error-Message encoding\n"
+              "  --state-dir DIR          base of relative paths in the topology (default .)\n",
+              f);
+}
+
+static int read_text(const char *path, char **out)
+{
+        size_t len;
+        int r = vb_read_file_at(AT_FDCWD, path, 1024 * 1024, out, &len);
+
+        if (r < 0)
+                return r;
+        return 0;
+}
+
+static int serve(int argc, char **argv)
+{
+        enum {
+                O_TOPOLOGY = 256,
+                O_HTTP,
+                O_HTTPS,
+                O_CERT,
+                O_KEY,
+                O_USER,
+                O_PWFILE,
+                O_QUIRKS,
+                O_CHARSET,
+                O_STATE
+        };
+        static const struct option opts[] = {
+                { "topology", required_argument, NULL, O_TOPOLOGY },
+                { "http", required_argument, NULL, O_HTTP },
+                { "https", required_argument, NULL, O_HTTPS },
+                { "cert", required_argument, NULL, O_CERT },
+                { "key", required_argument, NULL, O_KEY },
+                { "user", required_argument, NULL, O_USER },
+                { "password-file", required_argument, NULL, O_PWFILE },
+                { "json-quirks", required_argument, NULL, O_QUIRKS },
+                { "error-charset", required_argument, NULL, O_CHARSET },
+                { "state-dir", required_argument, NULL, O_STATE },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        const char *topology = NULL, *http = "127.0.0.1:8080", *https = NULL, *cert = NULL, *key = NULL;
+        const char *pwfile = NULL, *state = ".";
+        _cleanup_free_ char *password = NULL, *cert_pem = NULL, *key_pem = NULL, *err = NULL;
+        char state_abs[PATH_MAX];
+        sim_listener *l_http = NULL, *l_https = NULL;
+        static sim_model model;
+        sigset_t set;
+        int c, r, sig;
+
+        sim_cfg.quirks = SIM_QUIRKS_LEGACY;
+        sim_cfg.charset = SIM_CHARSET_UTF8;
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (c) {
+                case O_TOPOLOGY:
+                        topology = optarg;
+                        break;
+                case O_HTTP:
+                        http = optarg;
+                        break;
+                case O_HTTPS:
+                        https = optarg;
+                        break;
+                case O_CERT:
+                        cert = optarg;
+                        break;
+                case O_KEY:
+                        key = optarg;
+                        break;
+                case O_USER:
+                        sim_cfg.user = optarg;
+                        break;
+                case O_PWFILE:
+                        pwfile = optarg;
+                        break;
+                case O_QUIRKS:
+                        if (streq(optarg, "legacy"))
+                                sim_cfg.quirks = SIM_QUIRKS_LEGACY;
+                        else if (streq(optarg, "typed"))
+                                sim_cfg.quirks = SIM_QUIRKS_TYPED;
+                        else
+                                return log_error_errno(EINVAL, "--json-quirks: legacy or typed, not %s", optarg), 2;
+                        break;
+                case O_CHARSET:
+                        if (streq(optarg, "utf8"))
+                                sim_cfg.charset = SIM_CHARSET_UTF8;
+                        else if (streq(optarg, "gbk"))
+                                sim_cfg.charset = SIM_CHARSET_GBK;
+                        else
+                                return log_error_errno(EINVAL, "--error-charset: utf8 or gbk, not %s", optarg), 2;
+                        break;
+                case O_STATE:
+                        state = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (!topology || !sim_cfg.user || !pwfile || optind != argc) {
+                usage(stderr);
+                return 2;
+        }
+        if (https && (!cert || !key))
+                return log_error_errno(EINVAL, "--https needs --cert and --key"), 2;
+
+        r = read_text(pwfile, &password);
+        if (r < 0)
+                return log_error_errno(r, "reading %s: %m", pwfile), 1;
+        password[strcspn(password, "\r\n")] = 0;
+        sim_cfg.password = password;
+        if (!realpath(state, state_abs))
+                return log_error_errno(errno, "state dir %s: %m", state), 1;
+        r = sim_model_load(&model, topology, state_abs, &err);
+        if (r < 0)
+                return log_error_errno(r, "topology: %s", err ? err : "invalid"), 1;
+        sim_cfg.model = &model;
+
+        /* Block the signals before the listener threads start, so they inherit
+         * the mask and sigwait() below is the only place that takes them. */
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        r = sim_http_start(http, NULL, NULL, &l_http);
+        if (r < 0) {
+                log_error_errno(r, "cannot listen on %s: %m", http);
+                goto out;
+        }
+        if (https) {
+                r = read_text(cert, &cert_pem);
+                if (r >= 0)
+                        r = read_text(key, &key_pem);
+                if (r < 0) {
+                        log_error_errno(r, "reading the TLS certificate or key: %m");
+                        goto out;
+                }
+                r = sim_http_start(https, cert_pem, key_pem, &l_https);
+                if (r < 0) {
+                        log_error_errno(r, "cannot listen on %s (TLS): %m", https);
+                        goto out;
+                }
+        }
+        printf("vbak-cvm-sim: listening on http://%s\n", http);
+        if (https)
+                printf("vbak-cvm-sim: listening on https://%s\n", https);
+        fflush(stdout);
+        sigwait(&set, &sig);
+        log_info("signal %d, stopping", sig);
+out:
+        sim_http_stop(l_https);
+        sim_http_stop(l_http);
+        sim_model_free(&model);
+        return r < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+        vb_log_parse_environment();
+        if (argc >= 2 && (streq(argv[1], "--help") || streq(argv[1], "-h") || streq(argv[1], "help"))) {
+                usage(stdout);
+                return 0;
+        }
+        if (argc >= 2 && streq(argv[1], "serve"))
+                return serve(argc - 1, argv + 1);
+        usage(stderr);
+        return 2;
+}

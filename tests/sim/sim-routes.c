@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sim-routes.c -- the endpoints: a table of method + path pattern (segments
+ * after /cas/casrs/, "*" matches one segment) and one handler each. The
+ * handlers fill a sim_reply; sim-http.c renders it.
+ *
+ * DESIGN: a handler that meets an unknown entity answers the 409 business
+ * error with the Error-Code CAS uses for it (cas-api.md §5: 1001 VM, 402
+ * host, 304 host pool, 11 otherwise); only an unknown path or task is a 404
+ * (§2.2: S4 reads 404 on message/{id} as "task does not exist").
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/util.h"
+#include "tests/sim/sim.h"
+
+#define MAX_SEGS 8
+
+typedef struct {
+        sim_request *req;
+        sim_model *m;
+        const char *seg[MAX_SEGS]; /* the segments matched by "*" */
+        const char *body;
+        sim_reply *rep;
+} route_ctx;
+
+typedef void (*route_fn)(route_ctx *c);
+
+void sim_reply_error(sim_reply *rep, int code, const char *message)
+{
+        rep->status = 409;
+        rep->error_code = code;
+        rep->error_message = message;
+}
+
+static void reply_tree(sim_reply *rep, const char *root, json_t *tree)
+{
+        rep->status = 200;
+        rep->root = root;
+        rep->tree = tree;
+}
+
+/* A query parameter as an id; false when absent or not a number. */
+static bool arg_id(route_ctx *c, const char *key, int64_t *out)
+{
+        return sim_parse_id(sim_request_arg(c->req, key), out);
+}
+
+static void err_no_vm(route_ctx *c)
+{
+        sim_reply_error(c->rep, 1001, "虚拟机不存在。");
+}
+
+static void err_no_host(route_ctx *c)
+{
+        sim_reply_error(c->rep, 402, "主机不存在。");
+}
+
+/* {"<child>": items[offset..offset+limit)} with the Total header (§1.4:
+ * offset is 0-based, no limit means everything). */
+static void reply_page(route_ctx *c, const char *child, json_t *items)
+{
+        json_t *list = json_object(), *page = json_array();
+        int64_t offset = 0, limit = -1;
+        size_t n = json_array_size(items);
+
+        (void)arg_id(c, "offset", &offset);
+        (void)arg_id(c, "limit", &limit);
+        for (size_t i = (size_t)MAX(offset, 0); i < n && (limit < 0 || (int64_t)json_array_size(page) < limit); i++)
+                json_array_append(page, json_array_get(items, i));
+        json_decref(items);
+        json_object_set_new(list, child, page);
+        reply_tree(c->rep, "list", list);
+        c->rep->total = (int64_t)n;
+}
+
+static void r_operator_test(route_ctx *c)
+{
+        c->rep->status = 204;
+}
+
+static void r_hostpool_all(route_ctx *c)
+{
+        json_t *list = json_object(), *a = json_array();
+
+        for (size_t i = 0; i < c->m->n_hostpools; i++)
+                json_array_append_new(a, sim_view_hostpool(c->m, &c->m->hostpools[i]));
+        json_object_set_new(list, "hostPool", a);
+        reply_tree(c->rep, "list", list);
+}
+
+/* <nodeList> with clusterList[] and hostList[] (hosts placed directly in the pool) (§2.4). */
+static void r_hostpool_children(route_ctx *c)
+{
+        json_t *o, *clusters, *hosts;
+        int64_t id;
+
+        if (!sim_parse_id(c->seg[0], &id) || !sim_model_hostpool(c->m, id))
+                return sim_reply_error(c->rep, 304, "主机池不存在。");
+        o = json_object();
+        clusters = json_array();
+        hosts = json_array();
+        for (size_t i = 0; i < c->m->n_clusters; i++)
+                if (c->m->clusters[i].hostpool_id == id)
+                        json_array_append_new(clusters, sim_view_cluster(c->m, &c->m->clusters[i]));
+        for (size_t i = 0; i < c->m->n_hosts; i++)
+                if (c->m->hosts[i].hostpool_id == id && c->m->hosts[i].cluster_id == 0)
+                        json_array_append_new(hosts, sim_view_host_brief(&c->m->hosts[i]));
+        json_object_set_new(o, "clusterList", clusters);
+        json_object_set_new(o, "hostList", hosts);
+        reply_tree(c->rep, "nodeList", o);
+}
+
+static void r_cluster_all(route_ctx *c)
+{
+        json_t *list = json_object(), *a = json_array();
+
+        for (size_t i = 0; i < c->m->n_clusters; i++)
+                json_array_append_new(a, sim_view_cluster(c->m, &c->m->clusters[i]));
+        json_object_set_new(list, "cluster", a);
+        reply_tree(c->rep, "list", list);
+}
+
+static void r_cluster_one(route_ctx *c)
+{
+        int64_t id;
+        sim_cluster *cl;
+
+        if (!sim_parse_id(c->seg[0], &id) || !(cl = sim_model_cluster(c->m, id)))
+                return sim_reply_error(c->rep, 11, "集群不存在。");
+        reply_tree(c->rep, "cluster", sim_view_cluster(c->m, cl));
+}
+
+static void r_cluster_hosts(route_ctx *c)
+{
+        json_t *a = json_array();
+        int64_t id;
+
+        if (!arg_id(c, "clusterId", &id) || !sim_model_cluster(c->m, id))
+                return sim_reply_error(c->rep, 11, "集群不存在。");
+        for (size_t i = 0; i < c->m->n_hosts; i++)
+                if (c->m->hosts[i].cluster_id == id)
+                        json_array_append_new(a, sim_view_cluster_host(c->m, &c->m->hosts[i]));
+        reply_page(c, "host", a);
+}
+
+static void r_host_all(route_ctx *c)
+{
+        json_t *list = json_object(), *a = json_array();
+
+        for (size_t i = 0; i < c->m->n_hosts; i++)
+                json_array_append_new(a, sim_view_host_brief(&c->m->hosts[i]));
+        json_object_set_new(list, "host", a);
+        reply_tree(c->rep, "list", list);
+}
+
+static void r_host_one(route_ctx *c)
+{
+        int64_t id;
+        sim_host *h;
+
+        if (!sim_parse_id(c->seg[0], &id) || !(h = sim_model_host(c->m, id)))
+                return err_no_host(c);
+        reply_tree(c->rep, "host", sim_view_host_detail(h));
+}
+
+/* vm/vmList: every VM, or filtered by hostId / clusterId / hpId (§3.1). */
+static void r_vm_list(route_ctx *c)
+{
+        json_t *a = json_array();
+        int64_t host = 0, cluster = 0, hp = 0;
+
+        (void)arg_id(c, "hostId", &host);
+        (void)arg_id(c, "clusterId", &cluster);
+        (void)arg_id(c, "hpId", &hp);
+        for (size_t i = 0; i < c->m->n_vms; i++) {
+                sim_vm *vm = &c->m->vms[i];
+                sim_host *h = sim_model_host(c->m, vm->host_id);
+
+                if ((host && vm->host_id != host) || (cluster && h->cluster_id != cluster) ||
+                    (hp && h->hostpool_id != hp))
+                        continue;
+                json_array_append_new(a, sim_view_vm_list_item(c->m, vm));
+        }
+        reply_page(c, "domain", a);
+}
+
+static sim_vm *seg_vm(route_ctx *c, int i)
+{
+        sim_vm *vm = sim_model_vm(c->m, c->seg[i]);
+
+        if (!vm)
+                err_no_vm(c);
+        return vm;
+}
+
+static void r_vm_one(route_ctx *c)
+{
+        sim_vm *vm = seg_vm(c, 0);
+
+        if (vm)
+                reply_tree(c->rep, "domain", sim_view_vm(c->m, vm));
+}
+
+static void r_vm_detail(route_ctx *c)
+{
+        sim_vm *vm = seg_vm(c, 0);
+
+        if (vm)
+                reply_tree(c->rep, "domain", sim_view_vm_detail(c->m, vm));
+}
+
+static void r_vm_storage(route_ctx *c)
+{
+        sim_vm *vm = seg_vm(c, 0);
+
+        if (vm)
+                reply_tree(c->rep, "list", sim_view_vm_storage(c->m, vm));
+}
+
+static void r_vm_capabilities(route_ctx *c)
+{
+        sim_vm *vm = seg_vm(c, 0);
+        json_t *o;
+
+        if (!vm)
+                return;
+        o = json_object();
+        json_object_set_new(o, "supportSnapshot", json_true());
+        json_object_set_new(o, "supportCbt", json_boolean(sim_vm_supports_cbt(vm)));
+        json_object_set_new(o, "supportFastBackup", json_false());
+        reply_tree(c->rep, "vmCapabilities", o);
+}
+
+/* PUT vm/checkCbtBackup/{id}: a bare true/false body (§3.5). */
+static void r_vm_check_cbt(route_ctx *c)
+{
+        sim_vm *vm = seg_vm(c, 0);
+
+        if (!vm)
+                return;
+        c->rep->status = 200;
+        c->rep->raw = strdup(sim_vm_supports_cbt(vm) ? "true" : "false");
+}
+
+static void power(route_ctx *c, sim_task_kind kind)
+{
+        sim_vm *vm = seg_vm(c, 0);
+        json_t *t;
+
+        if (!vm)
+                return;
+        t = sim_task_start(c->m, kind, vm);
+        if (!t)
+                return sim_reply_error(c->rep, 11, "内部错误。");
+        reply_tree(c->rep, "taskMsg", t);
+}
+
+static void r_vm_start(route_ctx *c)
+{
+        power(c, SIM_TASK_START);
+}
+
+static void r_vm_stop(route_ctx *c)
+{
+        power(c, SIM_TASK_STOP);
+}
+
+static void r_vm_poweroff(route_ctx *c)
+{
+        power(c, SIM_TASK_POWEROFF);
+}
+
+static void r_storage_pools(route_ctx *c)
+{
+        json_t *list, *a;
+        int64_t id;
+        sim_host *h;
+
+        if (!arg_id(c, "hostId", &id) || !(h = sim_model_host(c->m, id)))
+                return err_no_host(c);
+        list = json_object();
+        a = json_array();
+        for (size_t i = 0; i < h->n_pools; i++)
+                json_array_append_new(a, sim_view_spool(c->m, h, &h->pools[i]));
+        json_object_set_new(list, "storagePool", a);
+        reply_tree(c->rep, "list", list);
+}
+
+static void r_storage_info(route_ctx *c)
+{
+        const char *name = sim_request_arg(c->req, "poolName");
+        int64_t id;
+        sim_host *h;
+        sim_spool *p;
+
+        if (!arg_id(c, "hostId", &id) || !(h = sim_model_host(c->m, id)))
+                return err_no_host(c);
+        if (!name || !(p = sim_model_spool(h, name)))
+                return sim_reply_error(c->rep, 11, "存储池不存在。");
+        reply_tree(c->rep, "storagePool", sim_view_spool(c->m, h, p));
+}
+
+static void r_message(route_ctx *c)
+{
+        int64_t id;
+        json_t *t;
+
+        if (!sim_parse_id(c->seg[0], &id) || !(t = sim_task_view(id))) {
+                c->rep->status = 404;
+                return;
+        }
+        reply_tree(c->rep, "taskMsg", t);
+}
+
+static const struct {
+        const char *method, *pattern;
+        route_fn fn;
+} routes[] = {
+        { "GET", "operator/test", r_operator_test },
+        { "GET", "hostpool/all", r_hostpool_all },
+        { "GET", "hostpool/*/allChildNode", r_hostpool_children },
+        { "GET", "cluster/clusters", r_cluster_all },
+        { "GET", "cluster/hosts", r_cluster_hosts },
+        { "GET", "cluster/*", r_cluster_one },
+        { "GET", "host", r_host_all },
+        { "GET", "host/id/*", r_host_one },
+        { "GET", "vm/vmList", r_vm_list },
+        { "GET", "vm/detail/*", r_vm_detail },
+        { "GET", "vm/*/storage", r_vm_storage },
+        { "GET", "vm/*/capabilities", r_vm_capabilities },
+        { "PUT", "vm/checkCbtBackup/*", r_vm_check_cbt },
+        { "PUT", "vm/start/*", r_vm_start },
+        { "PUT", "vm/stop/*", r_vm_stop },
+        { "PUT", "vm/powerOff/*", r_vm_poweroff },
+        { "GET", "vm/*", r_vm_one },
+        { "GET", "storage/pool", r_storage_pools },
+        { "GET", "storage/info", r_storage_info },
+        { "GET", "message/*", r_message },
+};
+
+/* Matches path segments against a pattern; "*" captures into seg[]. */
+static bool match(const char *pattern, char **segs, size_t n, const char **captured)
+{
+        _cleanup_free_ char *p = strdup(pattern);
+        char *save = NULL, *tok;
+        size_t i = 0, k = 0;
+
+        if (!p)
+                return false;
+        for (tok = strtok_r(p, "/", &save); tok; tok = strtok_r(NULL, "/", &save), i++) {
+                if (i >= n)
+                        return false;
+                if (streq(tok, "*")) {
+                        if (k < MAX_SEGS)
+                                captured[k++] = segs[i];
+                } else if (!streq(tok, segs[i])) {
+                        return false;
+                }
+        }
+        return i == n;
+}
+
+void sim_route(sim_request *req, const char *method, const char *path, const char *body, sim_reply *rep)
+{
+        _cleanup_free_ char *copy = strdup(path);
+        char *segs[MAX_SEGS * 2], *save = NULL, *tok;
+        size_t n = 0;
+        bool path_known = false;
+
+        rep->status = 404;
+        rep->total = -1;
+        if (!copy)
+                return sim_reply_error(rep, 11, "内部错误。");
+        /* "host/" and "host" are the same resource (S4 calls GET host/). */
+        for (tok = strtok_r(copy, "/", &save); tok && n < ELEMENTSOF(segs); tok = strtok_r(NULL, "/", &save))
+                segs[n++] = tok;
+        if (tok)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+                route_ctx c = { .req = req, .m = sim_cfg.model, .body = body, .rep = rep };
+
+                if (!match(routes[i].pattern, segs, n, c.seg))
+                        continue;
+                path_known = true;
+                if (!streq(routes[i].method, method))
+                        continue;
+                routes[i].fn(&c);
+                return;
+        }
+        rep->status = path_known ? 405 : 404;
+}

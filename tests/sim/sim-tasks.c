@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sim-tasks.c -- asynchronous operations: the taskMsg a mutating call
+ * answers (cas-api.md §2.1) and its progress through message/{msgId} (§2.2).
+ *
+ * DESIGN: a task's progress is a function of its age: 0 for the first
+ * 400 ms, 50 until 1 s, then 100 with completed=true. The effect on the
+ * model is applied when the task is settled, which sim_tasks_settle() does
+ * at the start of every request, so nothing observes the model and the
+ * task out of step. msgId is a millisecond timestamp (more than 32 bits,
+ * §2.1), bumped when two tasks start in the same millisecond. eventType is
+ * 0 while running and the operation's code once done (30 start, 31 power
+ * off, 32 stop, §2.2). Finished tasks stay queryable for ten minutes.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "daemon/util.h"
+#include "tests/sim/sim.h"
+
+#define TASK_STEP_MS 400
+#define TASK_DONE_MS 1000
+#define TASK_KEEP_MS (10 * 60 * 1000)
+
+typedef struct {
+        int64_t msg_id, start_ms, end_ms;
+        sim_task_kind kind;
+        int64_t vm_id;
+        char *vm_name;
+        bool settled;
+        int result; /* 0 ok, 1 failed, 2 partly (§2.2) */
+        char *fail_msg;
+} sim_task;
+
+static sim_task *tasks;
+static size_t n_tasks;
+static int64_t last_msg_id;
+
+static const struct {
+        const char *verb; /* for name/detail, as CAS words them (S4 captures) */
+        int event_type;
+} kinds[] = {
+        [SIM_TASK_START] = { "启动", 30 },
+        [SIM_TASK_STOP] = { "关闭", 32 },
+        [SIM_TASK_POWEROFF] = { "断电", 31 },
+};
+
+int64_t sim_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void format_date(int64_t ms, char *buf, size_t size)
+{
+        time_t t = ms / 1000;
+        struct tm tm;
+        char base[32], zone[8];
+
+        localtime_r(&t, &tm);
+        strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+        strftime(zone, sizeof(zone), "%z", &tm);
+        /* ISO 8601 with milliseconds and a colon in the offset, as captured (§2.2). */
+        snprintf(buf, size, "%s.%03d%.3s:%s", base, (int)(ms % 1000), zone, zone + 3);
+}
+
+static sim_task *task_find(int64_t msg_id)
+{
+        for (size_t i = 0; i < n_tasks; i++)
+                if (tasks[i].msg_id == msg_id)
+                        return &tasks[i];
+        return NULL;
+}
+
+static void task_free(sim_task *t)
+{
+        free(t->vm_name);
+        free(t->fail_msg);
+}
+
+/* Applies a finished task to the model. Starting a running VM (or stopping a
+ * stopped one) fails the task with a failMsg, still HTTP 200 (§5). */
+static void task_settle(sim_model *m, sim_task *t)
+{
+        sim_vm *vm = sim_model_vm_by_id(m, t->vm_id);
+        bool want_running = t->kind == SIM_TASK_START;
+
+        t->settled = true;
+        t->end_ms = t->start_ms + TASK_DONE_MS;
+        if (!vm) {
+                t->result = 1;
+                t->fail_msg = strdup("虚拟机不存在。");
+                return;
+        }
+        if (vm->running == want_running) {
+                t->result = 1;
+                t->fail_msg = strdup(want_running ? "虚拟机已处于运行状态。" : "虚拟机已处于关闭状态。");
+                return;
+        }
+        vm->running = want_running;
+        t->result = 0;
+}
+
+void sim_tasks_settle(sim_model *m)
+{
+        int64_t now = sim_now_ms();
+        size_t keep = 0;
+
+        for (size_t i = 0; i < n_tasks; i++) {
+                sim_task *t = &tasks[i];
+
+                if (!t->settled && now - t->start_ms >= TASK_DONE_MS)
+                        task_settle(m, t);
+                if (t->settled && now - t->end_ms > TASK_KEEP_MS) {
+                        task_free(t);
+                        continue;
+                }
+                tasks[keep++] = *t;
+        }
+        n_tasks = keep;
+}
+
+static json_t *task_tree(const sim_task *t, int64_t now)
+{
+        json_t *o = json_object();
+        int64_t age = now - t->start_ms;
+        int progress = t->settled ? 100 : age >= TASK_STEP_MS ? 50 : 0;
+        char *name = NULL, *detail = NULL, date[48];
+
+        if (asprintf(&name, "%s虚拟机“%s”。", kinds[t->kind].verb, t->vm_name) < 0)
+                name = NULL;
+        json_object_set_new(o, "msgId", json_integer(t->msg_id));
+        json_object_set_new(o, "name", json_string(name ? name : ""));
+        json_object_set_new(o, "targetId", json_integer(t->vm_id));
+        json_object_set_new(o, "targetName", json_string(t->vm_name));
+        json_object_set_new(o, "completed", json_boolean(t->settled));
+        json_object_set_new(o, "progress", json_integer(progress));
+        json_object_set_new(o, "eventType", json_integer(t->settled ? kinds[t->kind].event_type : 0));
+        format_date(t->start_ms, date, sizeof(date));
+        json_object_set_new(o, "start", json_string(date));
+        if (t->settled) {
+                if (asprintf(&detail, "%s虚拟机“%s”%s。%s%s", kinds[t->kind].verb, t->vm_name,
+                             t->result ? "失败" : "成功", t->result ? "原因：" : "", t->result ? t->fail_msg : "") < 0)
+                        detail = NULL;
+                format_date(t->end_ms, date, sizeof(date));
+                json_object_set_new(o, "complete", json_string(date));
+                json_object_set_new(o, "detail", json_string(detail ? detail : ""));
+                json_object_set_new(o, "result", json_integer(t->result));
+                json_object_set_new(o, "failMsg", json_string(t->fail_msg ? t->fail_msg : ""));
+        }
+        free(name);
+        free(detail);
+        return o;
+}
+
+json_t *sim_task_start(sim_model *m, sim_task_kind kind, sim_vm *vm)
+{
+        sim_task *arr, *t;
+        int64_t now = sim_now_ms();
+
+        arr = realloc(tasks, (n_tasks + 1) * sizeof(*tasks));
+        if (!arr)
+                return NULL;
+        tasks = arr;
+        t = &tasks[n_tasks++];
+        *t = (sim_task){ .msg_id = MAX(now, last_msg_id + 1), .start_ms = now, .kind = kind, .vm_id = vm->id };
+        last_msg_id = t->msg_id;
+        t->vm_name = strdup(vm->name);
+        if (!t->vm_name) {
+                n_tasks--;
+                return NULL;
+        }
+        return task_tree(t, now);
+}
+
+json_t *sim_task_view(int64_t msg_id)
+{
+        sim_task *t = task_find(msg_id);
+
+        return t ? task_tree(t, sim_now_ms()) : NULL;
+}

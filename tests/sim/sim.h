@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sim.h -- vbak-cvm-sim, a simulator of the H3C CAS CVM REST API
+ * (/cas/casrs/..., see docs in tests/sim/README.md and the research notes
+ * in cas-api.md). Shared declarations of its modules:
+ *
+ *   sim-model.c   the in-memory inventory loaded from the topology file
+ *   sim-views.c   model -> response trees (the CAS field names, §3.1-3.6)
+ *   sim-render.c  response tree -> XML / JSON in both quirk modes (§1.3)
+ *   sim-tasks.c   asynchronous tasks: taskMsg and message/{msgId} (§2.1-2.2)
+ *   sim-routes.c  the endpoints
+ *   sim-http.c    libmicrohttpd: listeners, Digest auth, dispatch, errors (§1.2, §5)
+ *   sim-main.c    command line
+ *
+ * DESIGN: every request runs under one global lock (sim_lock), so the model
+ * and the task list need no finer locking even with an HTTP and an HTTPS
+ * listener running in their own threads. Tasks advance with the wall clock
+ * and are settled (their effect applied to the model) at the start of each
+ * request, so there is no timer thread.
+ */
+#ifndef VB_SIM_H
+#define VB_SIM_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SIM_REALM "VMC RESTful Web Services"
+#define SIM_PREFIX "/cas/casrs/"
+
+/* Output quirks of the JSON rendering (cas-api.md §1.3, §6). */
+typedef enum {
+        SIM_QUIRKS_LEGACY, /* CAS 2.0: string scalars, one-item list as object, "@attr" keys */
+        SIM_QUIRKS_TYPED,  /* 7.0 Swagger: typed scalars, lists always arrays, attributes as elements */
+} sim_quirks;
+
+typedef enum {
+        SIM_CHARSET_UTF8,
+        SIM_CHARSET_GBK, /* Error-Message as GBK bytes plus "charset: GBK" (§5) */
+} sim_charset;
+
+typedef struct {
+        char *device; /* vda, vdb ... */
+        char *path;
+        char *format; /* qcow2 | raw */
+        uint64_t size_mb;
+        char *bus;  /* virtio, ide, scsi */
+        char *pool; /* storage pool name on the VM's host */
+} sim_disk;
+
+typedef struct {
+        char *mac;
+        char *vs_name;
+        int64_t vs_id;
+        char *ip;
+        char *model; /* virtio, e1000, rtl8139 */
+} sim_nic;
+
+typedef struct {
+        int64_t id;
+        char *uuid, *name, *title, *description, *os_version, *create_date;
+        int64_t host_id;
+        bool running;
+        int system; /* 0 Windows, 1 Linux, 2 BSD */
+        int cpu_sockets, cpu_cores;
+        uint64_t memory_mb;
+        sim_disk *disks;
+        size_t n_disks;
+        sim_nic *nics;
+        size_t n_nics;
+} sim_vm;
+
+/* One address of a host on one vSwitch; role is management, storage or backup. */
+typedef struct {
+        char *role, *vs_name, *ip;
+} sim_netaddr;
+
+typedef struct {
+        char *name, *title, *type, *path;
+        uint64_t capacity_mb; /* reported when path does not exist */
+} sim_spool;
+
+typedef struct {
+        int64_t id, cluster_id, hostpool_id; /* cluster_id 0: directly in the host pool */
+        char *name, *ip;
+        int status; /* 1 active, 0 inactive, -1 unknown */
+        int cpu_sockets, cpu_cores;
+        uint64_t memory_mb;
+        sim_netaddr *nets;
+        size_t n_nets;
+        sim_spool *pools;
+        size_t n_pools;
+} sim_host;
+
+typedef struct {
+        int64_t id, hostpool_id;
+        char *name;
+        bool enable_ha;
+} sim_cluster;
+
+typedef struct {
+        int64_t id;
+        char *name;
+} sim_hostpool;
+
+typedef struct {
+        sim_hostpool *hostpools;
+        size_t n_hostpools;
+        sim_cluster *clusters;
+        size_t n_clusters;
+        sim_host *hosts;
+        size_t n_hosts;
+        sim_vm *vms;
+        size_t n_vms;
+} sim_model;
+
+typedef struct {
+        const char *user, *password;
+        sim_quirks quirks;
+        sim_charset charset;
+        sim_model *model;
+} sim_config;
+
+extern sim_config sim_cfg;
+extern pthread_mutex_t sim_lock;
+
+/* sim-model.c */
+int sim_model_load(sim_model *m, const char *topology, const char *state_dir, char **err);
+void sim_model_free(sim_model *m);
+sim_hostpool *sim_model_hostpool(sim_model *m, int64_t id);
+sim_cluster *sim_model_cluster(sim_model *m, int64_t id);
+sim_host *sim_model_host(sim_model *m, int64_t id);
+/* A VM by numeric id or by uuid (power operations accept either, §3.3). */
+sim_vm *sim_model_vm(sim_model *m, const char *id_or_uuid);
+sim_vm *sim_model_vm_by_id(sim_model *m, int64_t id);
+sim_spool *sim_model_spool(sim_host *h, const char *name);
+/* Parses a whole decimal int64; false for anything else. */
+bool sim_parse_id(const char *s, int64_t *out);
+
+/* sim-views.c: each returns a new reference (never NULL). */
+json_t *sim_view_hostpool(sim_model *m, const sim_hostpool *hp);
+json_t *sim_view_cluster(sim_model *m, const sim_cluster *c);
+json_t *sim_view_host_brief(const sim_host *h);
+json_t *sim_view_cluster_host(sim_model *m, const sim_host *h);
+json_t *sim_view_host_detail(const sim_host *h);
+json_t *sim_view_vm_list_item(sim_model *m, const sim_vm *vm);
+json_t *sim_view_vm(sim_model *m, const sim_vm *vm);
+json_t *sim_view_vm_detail(sim_model *m, const sim_vm *vm);
+json_t *sim_view_vm_storage(sim_model *m, const sim_vm *vm);
+json_t *sim_view_spool(sim_model *m, const sim_host *h, const sim_spool *p);
+bool sim_vm_supports_cbt(const sim_vm *vm);
+
+/* sim-render.c: a response tree is a JSON object whose keys are element
+ * names; an array is a repeated element, an "@name" key an XML attribute,
+ * null is left out. root names the XML document element (JSON has none). */
+char *sim_render_xml(const char *root, json_t *tree, sim_quirks q);
+char *sim_render_json(json_t *tree, sim_quirks q);
+/* The tree as the JSON rendering sees it (quirks applied); new reference. */
+json_t *sim_render_json_tree(json_t *tree, sim_quirks q);
+
+/* sim-tasks.c */
+typedef enum {
+        SIM_TASK_START,
+        SIM_TASK_STOP,
+        SIM_TASK_POWEROFF,
+} sim_task_kind;
+
+/* Creates a task on a VM and returns its immediate taskMsg (§2.1). */
+json_t *sim_task_start(sim_model *m, sim_task_kind kind, sim_vm *vm);
+/* The taskMsg of msgId as message/{msgId} shows it, or NULL if unknown. */
+json_t *sim_task_view(int64_t msg_id);
+/* Finishes every task whose time has come and applies it to the model. */
+void sim_tasks_settle(sim_model *m);
+int64_t sim_now_ms(void);
+
+/* sim-routes.c / sim-http.c: one request and its reply. */
+typedef struct sim_request sim_request;
+
+typedef struct {
+        unsigned status;
+        const char *root; /* XML root element of tree */
+        json_t *tree;
+        char *raw;                 /* a bare text body instead of a tree (e.g. "true") */
+        int64_t total;             /* the Total header (§1.4) when >= 0 */
+        int error_code;            /* 409 business error (§5) */
+        const char *error_message; /* UTF-8 */
+} sim_reply;
+
+const char *sim_request_arg(sim_request *req, const char *key);
+/* Dispatches method + path (the part after /cas/casrs/) to an endpoint. */
+void sim_route(sim_request *req, const char *method, const char *path, const char *body, sim_reply *rep);
+void sim_reply_error(sim_reply *rep, int code, const char *message);
+
+/* sim-http.c */
+typedef struct sim_listener sim_listener;
+int sim_http_start(const char *addr_port, const char *cert_pem, const char *key_pem, sim_listener **out);
+void sim_http_stop(sim_listener *l);
+
+#endif
