@@ -4,8 +4,12 @@
  * starts the HTTP (and optionally HTTPS) listener and runs until SIGINT or
  * SIGTERM. See tests/sim/README.md.
  *
+ * Before listening it creates the missing disk images and starts the
+ * running VMs' QEMU processes (sim-qemu.c); on the way out it stops them.
+ *
  * DESIGN: the "listening on" line is printed (and flushed) only once every
- * listener is up, so a test can wait for it instead of polling the port.
+ * listener is up and every running VM's QEMU runs, so a test can wait for it
+ * instead of polling the port.
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -37,7 +41,8 @@ static void usage(FILE *f)
               "  --json-quirks MODE       legacy (default: string scalars, one-item lists as\n"
               "                           objects, @attr keys) or typed\n"
               "  --error-charset CS       utf8 (default) or gbk: the Error-Message encoding\n"
-              "  --state-dir DIR          base of relative paths in the topology (default .)\n",
+              "  --state-dir DIR          base of relative paths in the topology, and where the\n"
+              "                           QMP sockets (DIR/qmp/VM.qmp) and pid files go (default .)\n",
               f);
 }
 
@@ -158,6 +163,7 @@ static int serve(int argc, char **argv)
         if (r < 0)
                 return log_error_errno(r, "topology: %s", err ? err : "invalid"), 1;
         sim_cfg.model = &model;
+        sim_cfg.state_dir = state_abs;
 
         /* Block the signals before the listener threads start, so they inherit
          * the mask and sigwait() below is the only place that takes them. */
@@ -166,6 +172,26 @@ static int serve(int argc, char **argv)
         sigaddset(&set, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &set, NULL);
         signal(SIGPIPE, SIG_IGN);
+
+        r = sim_qemu_watchdog_start();
+        if (r < 0) {
+                log_error_errno(r, "starting the watchdog: %m");
+                goto out;
+        }
+        r = sim_qemu_prepare(&model, &err);
+        if (r < 0) {
+                log_error("preparing the disk images: %s", err ? err : strerror(-r));
+                goto out;
+        }
+        for (size_t i = 0; i < model.n_vms; i++) {
+                if (!model.vms[i].running)
+                        continue;
+                r = sim_qemu_start(&model.vms[i], &err);
+                if (r < 0) {
+                        log_error("starting VM %s: %s", model.vms[i].name, err ? err : strerror(-r));
+                        goto out;
+                }
+        }
 
         r = sim_http_start(http, NULL, NULL, &l_http);
         if (r < 0) {
@@ -195,6 +221,9 @@ static int serve(int argc, char **argv)
 out:
         sim_http_stop(l_https);
         sim_http_stop(l_http);
+        pthread_mutex_lock(&sim_lock);
+        sim_qemu_stop_all(&model);
+        pthread_mutex_unlock(&sim_lock);
         sim_model_free(&model);
         return r < 0 ? 1 : 0;
 }

@@ -369,6 +369,7 @@ void sim_model_free(sim_model *m)
                 for (size_t k = 0; k < vm->n_disks; k++) {
                         free(vm->disks[k].device);
                         free(vm->disks[k].path);
+                        free(vm->disks[k].backing);
                         free(vm->disks[k].format);
                         free(vm->disks[k].bus);
                         free(vm->disks[k].pool);
@@ -379,6 +380,9 @@ void sim_model_free(sim_model *m)
                         free(vm->nics[k].ip);
                         free(vm->nics[k].model);
                 }
+                for (size_t k = 0; k < vm->n_snaps; k++)
+                        sim_snapshot_free(&vm->snaps[k]);
+                free(vm->snaps);
                 free(vm->disks);
                 free(vm->nics);
                 free(vm->uuid);
@@ -416,6 +420,28 @@ void sim_model_free(sim_model *m)
         free(m->clusters);
         free(m->hostpools);
         *m = (sim_model){ 0 };
+}
+
+void sim_snapshot_free(sim_snapshot *s)
+{
+        for (size_t i = 0; i < s->n_files; i++) {
+                free(s->files[i].top);
+                free(s->files[i].base);
+                free(s->files[i].base_format);
+                free(s->files[i].prev_backing);
+        }
+        free(s->files);
+        free(s->name);
+        free(s->desc);
+        *s = (sim_snapshot){ 0 };
+}
+
+sim_snapshot *sim_vm_snapshot(sim_vm *vm, const char *name)
+{
+        for (size_t i = 0; i < vm->n_snaps; i++)
+                if (streq(vm->snaps[i].name, name))
+                        return &vm->snaps[i];
+        return NULL;
 }
 
 sim_hostpool *sim_model_hostpool(sim_model *m, int64_t id)

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
 #include "daemon/util.h"
 #include "tests/sim/sim.h"
 
@@ -25,6 +28,11 @@ typedef struct {
         const char *body;
         sim_reply *rep;
 } route_ctx;
+
+static const char *str0(const char *s)
+{
+        return s ? s : "";
+}
 
 typedef void (*route_fn)(route_ctx *c);
 
@@ -273,6 +281,155 @@ static void r_vm_poweroff(route_ctx *c)
         power(c, SIM_TASK_POWEROFF);
 }
 
+/* A request body as a flat object of strings: JSON (an object, or one
+ * wrapped in "snapshot") or XML (<snapshot><vmId>..</vmId>..</snapshot>,
+ * §3.4); NULL when it is neither. Element order is not significant. */
+static json_t *parse_body(const char *body)
+{
+        json_t *out = json_object(), *doc, *o, *v;
+        const char *key;
+
+        while (*body == ' ' || *body == '\n' || *body == '\r' || *body == '\t')
+                body++;
+        if (*body == '{') {
+                doc = json_loads(body, 0, NULL);
+                o = json_object_get(doc, "snapshot");
+                o = json_is_object(o) ? o : doc;
+                json_object_foreach(o, key, v)
+                {
+                        char num[32];
+
+                        if (json_is_string(v)) {
+                                json_object_set(out, key, v);
+                        } else if (json_is_integer(v)) {
+                                snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                                json_object_set_new(out, key, json_string(num));
+                        } else if (json_is_boolean(v)) {
+                                json_object_set_new(out, key, json_string(json_is_true(v) ? "true" : "false"));
+                        }
+                }
+                json_decref(doc);
+        } else if (*body == '<') {
+                xmlDoc *x = xmlReadMemory(body, (int)strlen(body), "body.xml", NULL,
+                                          XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+                xmlNode *root = x ? xmlDocGetRootElement(x) : NULL;
+
+                for (xmlNode *n = root ? root->children : NULL; n; n = n->next) {
+                        xmlChar *text;
+
+                        if (n->type != XML_ELEMENT_NODE)
+                                continue;
+                        text = xmlNodeGetContent(n);
+                        json_object_set_new(out, (const char *)n->name, json_string(text ? (const char *)text : ""));
+                        xmlFree(text);
+                }
+                xmlFreeDoc(x);
+        }
+        return out;
+}
+
+static const char *field(json_t *o, const char *key)
+{
+        return json_string_value(json_object_get(o, key));
+}
+
+/* The VM a snapshot body names: vmId, else uuid (§3.4). */
+static sim_vm *body_vm(route_ctx *c, json_t *b)
+{
+        const char *id = field(b, "vmId");
+        sim_vm *vm = sim_model_vm(c->m, id ? id : str0(field(b, "uuid")));
+
+        if (!vm)
+                err_no_vm(c);
+        return vm;
+}
+
+static void snapshot_create(route_ctx *c, sim_vm *vm, const char *name, int mode, const char *desc)
+{
+        json_t *t;
+
+        if (!name || !*name || strchr(name, '/'))
+                return sim_reply_error(c->rep, 11, "快照名称无效。");
+        if (sim_vm_snapshot(vm, name) || sim_task_snapshot_pending(vm, name))
+                return sim_reply_error(c->rep, 11, "快照名称已存在。");
+        t = sim_task_start_snapshot(c->m, SIM_TASK_SNAPSHOT, vm, name, mode, desc);
+        if (!t)
+                return sim_reply_error(c->rep, 11, "内部错误。");
+        reply_tree(c->rep, "taskMsg", t);
+}
+
+/* POST vm/snapshot: snapshotMode 1 internal (default), 2 external (§3.4). */
+static void r_snapshot_create(route_ctx *c)
+{
+        _cleanup_(json_decrefp) json_t *b = parse_body(c->body);
+        const char *mode = field(b, "snapshotMode");
+        sim_vm *vm = body_vm(c, b);
+
+        if (!vm)
+                return;
+        if (mode && !streq(mode, "1") && !streq(mode, "2"))
+                return sim_reply_error(c->rep, 11, "快照模式无效。");
+        snapshot_create(c, vm, field(b, "name"), mode && streq(mode, "2") ? 2 : 1, field(b, "desc"));
+}
+
+/* PUT vm/extenalSnap: an external snapshot with a name of the platform's
+ * choosing (§3.4; the real naming scheme is unknown). */
+static void r_snapshot_external(route_ctx *c)
+{
+        _cleanup_(json_decrefp) json_t *b = parse_body(c->body);
+        sim_vm *vm = body_vm(c, b);
+        char name[48];
+
+        if (!vm)
+                return;
+        snprintf(name, sizeof(name), "extenalSnap-%" PRId64, sim_now_ms());
+        snapshot_create(c, vm, name, 2, "");
+}
+
+static void r_snapshot_list(route_ctx *c)
+{
+        sim_vm *vm = seg_vm(c, 0);
+
+        if (vm)
+                reply_tree(c->rep, "list", sim_view_snapshots(vm));
+}
+
+static void r_snapshot_delete(route_ctx *c)
+{
+        sim_vm *vm = seg_vm(c, 0);
+        json_t *t;
+
+        if (!vm)
+                return;
+        if (!sim_vm_snapshot(vm, c->seg[1]))
+                return sim_reply_error(c->rep, 11, "快照不存在。");
+        t = sim_task_start_snapshot(c->m, SIM_TASK_SNAP_DELETE, vm, c->seg[1], 0, NULL);
+        if (!t)
+                return sim_reply_error(c->rep, 11, "内部错误。");
+        reply_tree(c->rep, "taskMsg", t);
+}
+
+static void r_snapshot_simplify(route_ctx *c)
+{
+        sim_vm *vm = seg_vm(c, 0);
+        json_t *t;
+
+        if (!vm)
+                return;
+        t = sim_task_start_snapshot(c->m, SIM_TASK_SIMPLIFY, vm, NULL, 0, NULL);
+        if (!t)
+                return sim_reply_error(c->rep, 11, "内部错误。");
+        reply_tree(c->rep, "taskMsg", t);
+}
+
+static void r_vm_backfilepath(route_ctx *c)
+{
+        sim_vm *vm = seg_vm(c, 0);
+
+        if (vm)
+                reply_tree(c->rep, "backingfiles", sim_view_backfilepath(vm));
+}
+
 static void r_storage_pools(route_ctx *c)
 {
         json_t *list, *a;
@@ -335,6 +492,14 @@ static const struct {
         { "PUT", "vm/start/*", r_vm_start },
         { "PUT", "vm/stop/*", r_vm_stop },
         { "PUT", "vm/powerOff/*", r_vm_poweroff },
+        { "GET", "vm/*/backfilepath", r_vm_backfilepath },
+        { "POST", "vm/snapshot", r_snapshot_create },
+        { "PUT", "vm/extenalSnap", r_snapshot_external },
+        { "GET", "vm/snapshot/uuid/*", r_snapshot_list },
+        { "GET", "vm/snapshot/*", r_snapshot_list },
+        { "PUT", "vm/snapshot/simplifyImageChain/*", r_snapshot_simplify },
+        { "DELETE", "vm/snapshot/uuid/*/*", r_snapshot_delete },
+        { "DELETE", "vm/snapshot/*/*", r_snapshot_delete },
         { "GET", "vm/*", r_vm_one },
         { "GET", "storage/pool", r_storage_pools },
         { "GET", "storage/info", r_storage_info },

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
 #include "daemon/util.h"
 #include "tests/sim/sim.h"
@@ -303,7 +304,7 @@ json_t *sim_view_vm_detail(sim_model *m, const sim_vm *vm)
                 set_int(s, "size", (int64_t)d->size_mb);
                 set_int(s, "allocation", file_allocation_mb(d->path));
                 set_str(s, "cacheType", "directsync");
-                set_int(s, "snapShot", 0);
+                set_int(s, "snapShot", vm->n_snaps > 0);
                 set_bool(s, "isShareStorage", false);
                 json_array_append_new(disks, s);
         }
@@ -345,14 +346,17 @@ bool sim_vm_supports_cbt(const sim_vm *vm)
 }
 
 /* storage/pool and storage/info (§3.6): sizes in MB, from statvfs of the pool
- * path when it exists, else from the topology's capacity minus the disks. */
+ * path when the folder existed before the simulator started (real storage
+ * the caller provided), else from the topology's capacity minus the disks:
+ * a folder the simulator made itself under the state dir stands for a pool
+ * of the declared size, so tests see stable numbers. */
 json_t *sim_view_spool(sim_model *m, const sim_host *h, const sim_spool *p)
 {
         json_t *o = json_object();
         struct statvfs sv;
         int64_t total, free_mb;
 
-        if (statvfs(p->path, &sv) == 0) {
+        if (!p->created && statvfs(p->path, &sv) == 0) {
                 total = (int64_t)((uint64_t)sv.f_blocks * sv.f_frsize / MiB);
                 free_mb = (int64_t)((uint64_t)sv.f_bavail * sv.f_frsize / MiB);
         } else {
@@ -377,5 +381,60 @@ json_t *sim_view_spool(sim_model *m, const sim_host *h, const sim_spool *p)
         set_int(o, "freeSize", free_mb);
         set_int(o, "allocation", total - free_mb);
         set_int(o, "hostId", h->id);
+        return o;
+}
+
+static void format_time(int64_t ms, char *buf, size_t size)
+{
+        time_t t = ms / 1000;
+        struct tm tm;
+
+        localtime_r(&t, &tm);
+        strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/* vm/snapshot/{vmId} (§3.4): the snapshot tree as nested <snapshots>. The
+ * simulator's snapshots form a line (each one's parent is the one before),
+ * so each level holds one snapshot; isCurr marks the newest. */
+json_t *sim_view_snapshots(const sim_vm *vm)
+{
+        json_t *list = json_object(), *level = json_array();
+
+        json_object_set_new(list, "snapshot", level);
+        for (size_t i = 0; i < vm->n_snaps; i++) {
+                const sim_snapshot *sn = &vm->snaps[i];
+                json_t *o = json_object(), *children = json_object(), *next = json_array();
+                char date[32];
+
+                set_str(o, "name", sn->name);
+                set_str(o, "snapshotTitle", sn->name);
+                set_str(o, "desc", sn->desc);
+                set_bool(o, "isCurr", i + 1 == vm->n_snaps);
+                set_bool(o, "snapMem", sn->mem);
+                set_int(o, "snapshotMode", sn->mode);
+                format_time(sn->created_ms, date, sizeof(date));
+                set_str(o, "creationTime", date);
+                json_object_set_new(children, "snapshot", next);
+                json_object_set_new(o, "snapshots", children);
+                json_array_append_new(level, o);
+                level = next;
+        }
+        return list;
+}
+
+/* vm/{id}/backfilepath (§3.2 C): per disk, the top file and the file it
+ * backs onto (empty without an external snapshot). */
+json_t *sim_view_backfilepath(const sim_vm *vm)
+{
+        json_t *o = json_object(), *a = json_array();
+
+        for (size_t i = 0; i < vm->n_disks; i++) {
+                json_t *b = json_object();
+
+                set_str(b, "incfilepath", vm->disks[i].path);
+                set_str(b, "backfilepath", vm->disks[i].backing);
+                json_array_append_new(a, b);
+        }
+        json_object_set_new(o, "backingfile", a);
         return o;
 }

@@ -8,6 +8,7 @@
  *   sim-views.c   model -> response trees (the CAS field names, §3.1-3.6)
  *   sim-render.c  response tree -> XML / JSON in both quirk modes (§1.3)
  *   sim-tasks.c   asynchronous tasks: taskMsg and message/{msgId} (§2.1-2.2)
+ *   sim-qemu.c    the real side: disk images, QEMU processes, QMP, snapshots (§3.3, §3.4)
  *   sim-routes.c  the endpoints
  *   sim-http.c    libmicrohttpd: listeners, Digest auth, dispatch, errors (§1.2, §5)
  *   sim-main.c    command line
@@ -16,7 +17,9 @@
  * and the task list need no finer locking even with an HTTP and an HTTPS
  * listener running in their own threads. Tasks advance with the wall clock
  * and are settled (their effect applied to the model) at the start of each
- * request, so there is no timer thread.
+ * request, so there is no timer thread. A task's real work (starting QEMU,
+ * a snapshot, a block commit) runs when it is settled, still under the lock:
+ * the simulator serves one caller at a time, which is all its tests need.
  */
 #ifndef VB_SIM_H
 #define VB_SIM_H
@@ -26,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define SIM_REALM "VMC RESTful Web Services"
 #define SIM_PREFIX "/cas/casrs/"
@@ -42,9 +46,10 @@ typedef enum {
 } sim_charset;
 
 typedef struct {
-        char *device; /* vda, vdb ... */
-        char *path;
-        char *format; /* qcow2 | raw */
+        char *device;  /* vda, vdb ... */
+        char *path;    /* the top file of the disk's image chain (an overlay after an external snapshot) */
+        char *backing; /* the file path backs onto, NULL when it has no base */
+        char *format;  /* qcow2 | raw: the format of path */
         uint64_t size_mb;
         char *bus;  /* virtio, ide, scsi */
         char *pool; /* storage pool name on the VM's host */
@@ -58,6 +63,22 @@ typedef struct {
         char *model; /* virtio, e1000, rtl8139 */
 } sim_nic;
 
+/* One disk's part of a snapshot. Internal: top is the file holding it.
+ * External: top is the overlay made for it, base/base_format the file it
+ * sits on, prev_backing what base itself backed onto (restored on delete). */
+typedef struct {
+        char *top, *base, *base_format, *prev_backing;
+} sim_snapfile;
+
+typedef struct {
+        char *name, *desc;
+        int mode; /* 1 internal, 2 external (§3.4 snapshotMode) */
+        bool mem; /* internal snapshot of a running VM: the VM state is saved too */
+        int64_t created_ms;
+        sim_snapfile *files; /* one per disk, in disk order */
+        size_t n_files;
+} sim_snapshot;
+
 typedef struct {
         int64_t id;
         char *uuid, *name, *title, *description, *os_version, *create_date;
@@ -70,6 +91,10 @@ typedef struct {
         size_t n_disks;
         sim_nic *nics;
         size_t n_nics;
+        pid_t pid;           /* the QEMU process while running, else 0 */
+        unsigned live_snaps; /* live external snapshots so far: numbers their overlay nodes */
+        sim_snapshot *snaps; /* oldest first; each one's parent is the one before */
+        size_t n_snaps;
 } sim_vm;
 
 /* One address of a host on one vSwitch; role is management, storage or backup. */
@@ -79,7 +104,8 @@ typedef struct {
 
 typedef struct {
         char *name, *title, *type, *path;
-        uint64_t capacity_mb; /* reported when path does not exist */
+        uint64_t capacity_mb; /* reported when path did not exist before the simulator started */
+        bool created;         /* the simulator made the folder: report capacity_mb, not statvfs */
 } sim_spool;
 
 typedef struct {
@@ -121,6 +147,7 @@ typedef struct {
         sim_quirks quirks;
         sim_charset charset;
         sim_model *model;
+        const char *state_dir; /* absolute */
 } sim_config;
 
 extern sim_config sim_cfg;
@@ -129,6 +156,8 @@ extern pthread_mutex_t sim_lock;
 /* sim-model.c */
 int sim_model_load(sim_model *m, const char *topology, const char *state_dir, char **err);
 void sim_model_free(sim_model *m);
+void sim_snapshot_free(sim_snapshot *s);
+sim_snapshot *sim_vm_snapshot(sim_vm *vm, const char *name);
 sim_hostpool *sim_model_hostpool(sim_model *m, int64_t id);
 sim_cluster *sim_model_cluster(sim_model *m, int64_t id);
 sim_host *sim_model_host(sim_model *m, int64_t id);
@@ -150,6 +179,8 @@ json_t *sim_view_vm(sim_model *m, const sim_vm *vm);
 json_t *sim_view_vm_detail(sim_model *m, const sim_vm *vm);
 json_t *sim_view_vm_storage(sim_model *m, const sim_vm *vm);
 json_t *sim_view_spool(sim_model *m, const sim_host *h, const sim_spool *p);
+json_t *sim_view_snapshots(const sim_vm *vm);
+json_t *sim_view_backfilepath(const sim_vm *vm);
 bool sim_vm_supports_cbt(const sim_vm *vm);
 
 /* sim-render.c: a response tree is a JSON object whose keys are element
@@ -165,10 +196,18 @@ typedef enum {
         SIM_TASK_START,
         SIM_TASK_STOP,
         SIM_TASK_POWEROFF,
+        SIM_TASK_SNAPSHOT,    /* create snap_name, snap_mode */
+        SIM_TASK_SNAP_DELETE, /* delete snap_name */
+        SIM_TASK_SIMPLIFY,    /* commit every external snapshot */
 } sim_task_kind;
 
 /* Creates a task on a VM and returns its immediate taskMsg (§2.1). */
 json_t *sim_task_start(sim_model *m, sim_task_kind kind, sim_vm *vm);
+/* The same for snapshot tasks: name (copied) and mode (1/2) of the snapshot. */
+json_t *sim_task_start_snapshot(sim_model *m, sim_task_kind kind, sim_vm *vm, const char *name, int mode,
+                                const char *desc);
+/* A snapshot create task for name on vm is queued and not settled yet. */
+bool sim_task_snapshot_pending(const sim_vm *vm, const char *name);
 /* The taskMsg of msgId as message/{msgId} shows it, or NULL if unknown. */
 json_t *sim_task_view(int64_t msg_id);
 /* Finishes every task whose time has come and applies it to the model. */
@@ -192,6 +231,20 @@ const char *sim_request_arg(sim_request *req, const char *key);
 /* Dispatches method + path (the part after /cas/casrs/) to an endpoint. */
 void sim_route(sim_request *req, const char *method, const char *path, const char *body, sim_reply *rep);
 void sim_reply_error(sim_reply *rep, int code, const char *message);
+
+/* sim-qemu.c: each returns 0 or -errno with *err (malloc'd, for a failMsg). */
+/* Forks the process that stops the QEMUs when the simulator dies (call first). */
+int sim_qemu_watchdog_start(void);
+int sim_qemu_prepare(sim_model *m, char **err);
+int sim_qemu_start(sim_vm *vm, char **err);
+/* graceful: system_powerdown first (a safe shutdown), then quit. */
+int sim_qemu_stop(sim_vm *vm, bool graceful, char **err);
+void sim_qemu_stop_all(sim_model *m);
+/* A running VM whose QEMU went away is shut off. */
+void sim_qemu_refresh(sim_model *m);
+int sim_qemu_snapshot_create(sim_vm *vm, const char *name, int mode, const char *desc, char **err);
+int sim_qemu_snapshot_delete(sim_vm *vm, const char *name, char **err);
+int sim_qemu_simplify(sim_vm *vm, char **err);
 
 /* sim-http.c */
 typedef struct sim_listener sim_listener;
