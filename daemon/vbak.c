@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/cli-cas.h"
 #include "daemon/cli-cvd.h"
 #include "daemon/cli-pool.h"
 #include "daemon/error.h"
@@ -23,6 +24,7 @@ static void help(FILE *f)
               "  pool       work on a storage pool directly (init, backup, restore, list,\n"
               "             verify, gc, prune, stats); see vbak pool --help\n"
               "  cvd        talk to a disk service (ping, open, bitmap); see vbak cvd --help\n"
+              "  cas        talk to an H3C CAS manager (inventory, vm, power); see vbak cas --help\n"
               "  help       show this text\n"
               "  version    show the version\n\n"
               "Exit codes are listed in docs/error-codes.md. VBAK_LOG_LEVEL sets the log level.\n",
@@ -48,6 +50,8 @@ int main(int argc, char **argv)
                 return vb_cli_pool(argc - 1, argv + 1);
         if (streq(argv[1], "cvd"))
                 return vb_cli_cvd(argc - 1, argv + 1);
+        if (streq(argv[1], "cas"))
+                return vb_cli_cas(argc - 1, argv + 1);
         fprintf(stderr, "vbak: unknown command '%s' (see vbak --help) [E%d %s]\n", argv[1], VB_E_USAGE,
                 vb_error_name(VB_E_USAGE));
         return VB_E_USAGE;

@@ -37,7 +37,7 @@ EOF
 
 port=$(free_port)
 "$SIM" serve --topology topology.json --http "127.0.0.1:$port" --user admin --password-file password \
-        --state-dir "$STATE" >sim.out 2>sim.err &
+        --state-dir "$STATE" --cvd-port 0 >sim.out 2>sim.err &
 SIM_PID=$!
 track "$SIM_PID" vbak-cvm-sim
 for _ in $(seq 200); do

@@ -32,7 +32,7 @@ start_sim() {
         local port
         port=$(free_port)
         "$SIM" serve --topology "$TOPOLOGY" --http "127.0.0.1:$port" --user admin --password-file password \
-                --state-dir "$WORK" "$@" >sim.out 2>sim.err &
+                --state-dir "$WORK" "$@" --cvd-port 0 >sim.out 2>sim.err &
         SIM_PID=$!
         for _ in $(seq 100); do
                 grep -q "listening on http://127.0.0.1:$port" sim.out 2>/dev/null && break

@@ -149,6 +149,10 @@ static bool authorised(struct MHD_Connection *conn, enum MHD_Result *queued)
                                            MHD_DIGEST_ALG_MD5);
         if (user)
                 MHD_free(user);
+        /* Fault session-expiry: good credentials refused once, as when the
+         * server forgot the session (a fresh nonce, not stale). */
+        if (r == MHD_YES && sim_fault_take(SIM_FAULT_SESSION_EXPIRY))
+                r = MHD_NO;
         if (r == MHD_YES)
                 return true;
         resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
@@ -196,6 +200,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         }
         if (strncmp(url, SIM_PREFIX, strlen(SIM_PREFIX)) != 0)
                 return queue_empty(conn, MHD_HTTP_NOT_FOUND);
+        /* Fault conn-reset: MHD_NO closes the connection without an answer. */
+        if (sim_fault_take(SIM_FAULT_CONN_RESET))
+                return MHD_NO;
         if (!authorised(conn, &r))
                 return r;
         if (req->too_big)

@@ -4,8 +4,10 @@
  * starts the HTTP (and optionally HTTPS) listener and runs until SIGINT or
  * SIGTERM. See tests/sim/README.md.
  *
- * Before listening it creates the missing disk images and starts the
- * running VMs' QEMU processes (sim-qemu.c); on the way out it stops them.
+ * Before listening it creates the missing disk images, starts the running
+ * VMs' QEMU processes (sim-qemu.c), each host's vbak-cvd (sim-cvd.c) and the
+ * control socket (sim-ctl.c); on the way out it stops them. `ctl` is the
+ * client of that socket.
  *
  * DESIGN: the "listening on" line is printed (and flushed) only once every
  * listener is up and every running VM's QEMU runs, so a test can wait for it
@@ -17,6 +19,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/log.h"
 #include "daemon/util.h"
@@ -27,6 +30,7 @@ sim_config sim_cfg;
 static void usage(FILE *f)
 {
         fputs("Usage: vbak-cvm-sim serve --topology FILE --user U --password-file F [OPTIONS]\n"
+              "       vbak-cvm-sim ctl [--state-dir DIR] COMMAND [ARG...]\n"
               "       vbak-cvm-sim --help\n"
               "\n"
               "A simulator of the H3C CAS CVM REST API (/cas/casrs/...) for tests.\n"
@@ -42,7 +46,17 @@ static void usage(FILE *f)
               "                           objects, @attr keys) or typed\n"
               "  --error-charset CS       utf8 (default) or gbk: the Error-Message encoding\n"
               "  --state-dir DIR          base of relative paths in the topology, and where the\n"
-              "                           QMP sockets (DIR/qmp/VM.qmp) and pid files go (default .)\n",
+              "                           QMP sockets (DIR/qmp/VM.qmp) and pid files go (default .)\n"
+              "  --cvd-port N             each host's vbak-cvd listens on its backup address at\n"
+              "                           port N (default 8192; 0: no vbak-cvd)\n"
+              "\n"
+              "ctl commands (to the running simulator of DIR, through DIR/ctl.sock):\n"
+              "  write VM DISK OFFSET LENGTH [BYTE]   qemu-io write into a running VM's disk (vda ...)\n"
+              "  power-cycle VM                       quit and restart QEMU; CBT becomes invalid\n"
+              "  migrate VM HOST                      place the VM on another host\n"
+              "  hostid HOST NEWID                    change a host's id\n"
+              "  fault KNOB [VM|HOST] on|off          snapshot-fail, task-slow, shutdown-hang,\n"
+              "                                       session-expiry, conn-reset, host-down, pool-full\n",
               f);
 }
 
@@ -68,7 +82,8 @@ static int serve(int argc, char **argv)
                 O_PWFILE,
                 O_QUIRKS,
                 O_CHARSET,
-                O_STATE
+                O_STATE,
+                O_CVD_PORT
         };
         static const struct option opts[] = {
                 { "topology", required_argument, NULL, O_TOPOLOGY },
@@ -81,13 +96,17 @@ static int serve(int argc, char **argv)
                 { "json-quirks", required_argument, NULL, O_QUIRKS },
                 { "error-charset", required_argument, NULL, O_CHARSET },
                 { "state-dir", required_argument, NULL, O_STATE },
+                { "cvd-port", required_argument, NULL, O_CVD_PORT },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *topology = NULL, *http = "127.0.0.1:8080", *https = NULL, *cert = NULL, *key = NULL;
         const char *pwfile = NULL, *state = ".";
         _cleanup_free_ char *password = NULL, *cert_pem = NULL, *key_pem = NULL, *err = NULL;
-        char state_abs[PATH_MAX];
+        char state_abs[PATH_MAX], self[PATH_MAX];
+        _cleanup_free_ char *cvd_bin = NULL;
+        int64_t port;
+        ssize_t self_len;
         sim_listener *l_http = NULL, *l_https = NULL;
         static sim_model model;
         sigset_t set;
@@ -95,6 +114,7 @@ static int serve(int argc, char **argv)
 
         sim_cfg.quirks = SIM_QUIRKS_LEGACY;
         sim_cfg.charset = SIM_CHARSET_UTF8;
+        sim_cfg.cvd_port = 8192;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
                 case O_TOPOLOGY:
@@ -137,6 +157,11 @@ static int serve(int argc, char **argv)
                 case O_STATE:
                         state = optarg;
                         break;
+                case O_CVD_PORT:
+                        if (!sim_parse_id(optarg, &port) || port < 0 || port > 65535)
+                                return log_error_errno(EINVAL, "--cvd-port: 0-65535, not %s", optarg), 2;
+                        sim_cfg.cvd_port = (unsigned)port;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -164,6 +189,17 @@ static int serve(int argc, char **argv)
                 return log_error_errno(r, "topology: %s", err ? err : "invalid"), 1;
         sim_cfg.model = &model;
         sim_cfg.state_dir = state_abs;
+        /* vbak-cvd is the one built next to this binary. */
+        self_len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (self_len < 0)
+                return log_error_errno(errno, "/proc/self/exe: %m"), 1;
+        self[self_len] = 0;
+        *strrchr(self, '/') = 0;
+        if (asprintf(&cvd_bin, "%s/vbak-cvd", self) < 0)
+                return log_oom(), 1;
+        sim_cfg.cvd_bin = cvd_bin;
+        if (sim_cfg.cvd_port && access(cvd_bin, X_OK) < 0)
+                return log_error_errno(errno, "%s: %m (make all builds it; --cvd-port 0 runs without)", cvd_bin), 1;
 
         /* Block the signals before the listener threads start, so they inherit
          * the mask and sigwait() below is the only place that takes them. */
@@ -193,6 +229,19 @@ static int serve(int argc, char **argv)
                 }
         }
 
+        for (size_t i = 0; i < model.n_hosts; i++) {
+                r = sim_cvd_start(&model, &model.hosts[i], &err);
+                if (r < 0) {
+                        log_error("%s", err ? err : strerror(-r));
+                        goto out;
+                }
+        }
+        r = sim_ctl_start();
+        if (r < 0) {
+                log_error_errno(r, "control socket %s/ctl.sock: %m", state_abs);
+                goto out;
+        }
+
         r = sim_http_start(http, NULL, NULL, &l_http);
         if (r < 0) {
                 log_error_errno(r, "cannot listen on %s: %m", http);
@@ -219,10 +268,12 @@ static int serve(int argc, char **argv)
         sigwait(&set, &sig);
         log_info("signal %d, stopping", sig);
 out:
+        sim_ctl_stop();
         sim_http_stop(l_https);
         sim_http_stop(l_http);
         pthread_mutex_lock(&sim_lock);
         sim_qemu_stop_all(&model);
+        sim_cvd_stop_all(&model);
         pthread_mutex_unlock(&sim_lock);
         sim_model_free(&model);
         return r < 0 ? 1 : 0;
@@ -237,6 +288,8 @@ int main(int argc, char **argv)
         }
         if (argc >= 2 && streq(argv[1], "serve"))
                 return serve(argc - 1, argv + 1);
+        if (argc >= 2 && streq(argv[1], "ctl"))
+                return sim_ctl_client(argc - 1, argv + 1);
         usage(stderr);
         return 2;
 }

@@ -170,6 +170,7 @@ static int load_vm(loader *l, const sim_host *h, json_t *jv)
         if (status && !streq(status, "running") && !streq(status, "shutOff"))
                 return fail(l, "%s %" PRId64 ": status must be running or shutOff", "VM", id);
         vm->running = status && streq(status, "running");
+        vm->cbt_valid = true;
         vm->system = int_or(jv, "system", 1);
         vm->cpu_sockets = int_or(jv, "cpuSockets", 1);
         vm->cpu_cores = int_or(jv, "cpuCores", 1);

@@ -192,7 +192,7 @@ static bool is_qemu(pid_t pid)
         if (!fgets(comm, sizeof(comm), f))
                 comm[0] = 0;
         fclose(f);
-        return strncmp(comm, "qemu-system", 11) == 0;
+        return strncmp(comm, "qemu-system", 11) == 0 || strncmp(comm, "vbak-cvd", 8) == 0;
 }
 
 static __attribute__((noreturn)) void watchdog(int fd)
@@ -218,7 +218,7 @@ static __attribute__((noreturn)) void watchdog(int fd)
                                         pids[i--] = pids[--n];
                 }
         }
-        /* The simulator is gone: its QEMUs go too (SIGTERM lets QEMU flush its images). */
+        /* The simulator is gone: its QEMUs and vbak-cvds go too (SIGTERM lets QEMU flush its images). */
         for (size_t i = 0; i < n; i++)
                 if (pid_alive(pids[i]) && is_qemu(pids[i]))
                         kill(pids[i], SIGTERM);
@@ -266,7 +266,7 @@ int sim_qemu_watchdog_start(void)
         return 0;
 }
 
-static void tell_watchdog(char op, pid_t pid)
+void sim_watchdog_tell(char op, pid_t pid)
 {
         if (lifeline >= 0)
                 (void)dprintf(lifeline, "%c%d\n", op, (int)pid);
@@ -418,7 +418,7 @@ int sim_qemu_start(sim_vm *vm, char **err)
                 goto out;
         }
         vm->pid = (pid_t)pid;
-        tell_watchdog('+', vm->pid);
+        sim_watchdog_tell('+', vm->pid);
         log_info("VM %s: QEMU runs as pid %d", vm->name, (int)vm->pid);
         r = 0;
 out:
@@ -504,7 +504,7 @@ int sim_qemu_stop(sim_vm *vm, bool graceful, char **err)
         }
         if (pidfile)
                 (void)unlink(pidfile);
-        tell_watchdog('-', pid);
+        sim_watchdog_tell('-', pid);
         vm->pid = 0;
         free(*err);
         *err = NULL;
@@ -529,7 +529,7 @@ void sim_qemu_refresh(sim_model *m)
 
                 if (vm->pid > 0 && !pid_alive(vm->pid)) {
                         log_warning("VM %s: QEMU pid %d went away: the VM is shut off", vm->name, (int)vm->pid);
-                        tell_watchdog('-', vm->pid);
+                        sim_watchdog_tell('-', vm->pid);
                         vm->pid = 0;
                         vm->running = false;
                 }
@@ -913,4 +913,25 @@ int sim_qemu_simplify(sim_vm *vm, char **err)
                         return r;
         }
         return 0;
+}
+
+int sim_qemu_write(sim_vm *vm, size_t disk, const char *offset, const char *length, unsigned byte, char **err)
+{
+        _cleanup_(tp_qmp_freep) tp_qmp *q = NULL;
+        _cleanup_free_ char *line = NULL;
+        int r;
+
+        if (vm->pid <= 0 || !pid_alive(vm->pid))
+                return fail(err, "VM %s is not running", vm->name);
+        if (disk >= vm->n_disks)
+                return fail(err, "VM %s has no disk %zu", vm->name, disk);
+        r = qmp_open(vm, &q, err);
+        if (r < 0)
+                return r;
+        /* The device's block backend, whatever node is on top (an overlay after
+         * an external snapshot): the guest's view of the disk. */
+        if (asprintf(&line, "qemu-io -d /machine/peripheral/vd%zu/virtio-backend \"write -P 0x%02x %s %s\"", disk,
+                     byte & 0xff, offset, length) < 0)
+                return -ENOMEM;
+        return qmp_hmp(q, line, err);
 }

@@ -195,13 +195,24 @@ static void r_vm_list(route_ctx *c)
         reply_page(c, "domain", a);
 }
 
+/* Fault host-down: the VM's host does not answer, and CAS says so with the
+ * host error (§5: 402) on every call about the VM. */
+static sim_vm *vm_reachable(route_ctx *c, sim_vm *vm)
+{
+        if (vm && sim_fault_host(SIM_FAULT_HOST_DOWN, sim_model_host(c->m, vm->host_id))) {
+                sim_reply_error(c->rep, 402, "主机连接中断。");
+                return NULL;
+        }
+        return vm;
+}
+
 static sim_vm *seg_vm(route_ctx *c, int i)
 {
         sim_vm *vm = sim_model_vm(c->m, c->seg[i]);
 
         if (!vm)
                 err_no_vm(c);
-        return vm;
+        return vm_reachable(c, vm);
 }
 
 static void r_vm_one(route_ctx *c)
@@ -239,6 +250,8 @@ static void r_vm_capabilities(route_ctx *c)
         json_object_set_new(o, "supportSnapshot", json_true());
         json_object_set_new(o, "supportCbt", json_boolean(sim_vm_supports_cbt(vm)));
         json_object_set_new(o, "supportFastBackup", json_false());
+        /* Not a CAS field: the simulator's CBT validity (false after a power cycle). */
+        json_object_set_new(o, "cbtValid", json_boolean(vm->cbt_valid));
         reply_tree(c->rep, "vmCapabilities", o);
 }
 
@@ -250,7 +263,7 @@ static void r_vm_check_cbt(route_ctx *c)
         if (!vm)
                 return;
         c->rep->status = 200;
-        c->rep->raw = strdup(sim_vm_supports_cbt(vm) ? "true" : "false");
+        c->rep->raw = strdup(sim_vm_supports_cbt(vm) && vm->cbt_valid ? "true" : "false");
 }
 
 static void power(route_ctx *c, sim_task_kind kind)
@@ -341,7 +354,7 @@ static sim_vm *body_vm(route_ctx *c, json_t *b)
 
         if (!vm)
                 err_no_vm(c);
-        return vm;
+        return vm_reachable(c, vm);
 }
 
 static void snapshot_create(route_ctx *c, sim_vm *vm, const char *name, int mode, const char *desc)

@@ -14,6 +14,10 @@
  * are guesses: no capture shows them). Finished tasks stay queryable for ten
  * minutes. Settling does the real work (sim-qemu.c): a QEMU error fails the
  * task with the error as failMsg, still HTTP 200 (§5).
+ * Fault knobs (sim-ctl.c) act here: task-slow stretches the timing of the
+ * tasks created while it is on tenfold, shutdown-hang keeps a stop task at
+ * progress 50 for SHUTDOWN_HANG_MS and then fails it (the VM keeps running),
+ * snapshot-fail fails snapshot create tasks with a failMsg.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,9 +31,13 @@
 #define TASK_STEP_MS 400
 #define TASK_DONE_MS 1000
 #define TASK_KEEP_MS (10 * 60 * 1000)
+#define TASK_SLOW_FACTOR 10   /* fault task-slow */
+#define SHUTDOWN_HANG_MS 6000 /* fault shutdown-hang: the stop task fails after this */
 
 typedef struct {
         int64_t msg_id, start_ms, end_ms;
+        int64_t step_ms, done_ms; /* progress 50 from step_ms, settled from done_ms (task age) */
+        bool hang;                /* shutdown-hang: fails at done_ms instead of running */
         sim_task_kind kind;
         int64_t vm_id;
         char *vm_name;
@@ -104,7 +112,12 @@ static void task_settle(sim_model *m, sim_task *t)
         int r = 0;
 
         t->settled = true;
-        t->end_ms = MAX(t->start_ms + TASK_DONE_MS, sim_now_ms());
+        t->end_ms = MAX(t->start_ms + t->done_ms, sim_now_ms());
+        if (t->hang) {
+                t->result = 1;
+                t->fail_msg = strdup("关闭虚拟机超时。");
+                return;
+        }
         if (!vm) {
                 t->result = 1;
                 t->fail_msg = strdup("虚拟机不存在。");
@@ -124,13 +137,23 @@ static void task_settle(sim_model *m, sim_task *t)
                         vm->running = want_running;
                 break;
         case SIM_TASK_SNAPSHOT:
+                if (sim_fault_vm(SIM_FAULT_SNAPSHOT_FAIL, vm)) {
+                        err = strdup("创建快照失败：存储I/O错误。");
+                        r = -EIO;
+                        break;
+                }
                 r = sim_qemu_snapshot_create(vm, t->snap_name, t->snap_mode, t->snap_desc, &err);
                 break;
         case SIM_TASK_SNAP_DELETE:
                 r = sim_qemu_snapshot_delete(vm, t->snap_name, &err);
+                /* The end of a backup: a full one after a power cycle re-arms CBT. */
+                if (r >= 0)
+                        vm->cbt_valid = true;
                 break;
         case SIM_TASK_SIMPLIFY:
                 r = sim_qemu_simplify(vm, &err);
+                if (r >= 0)
+                        vm->cbt_valid = true;
                 break;
         }
         t->result = r < 0 ? 1 : 0;
@@ -152,7 +175,7 @@ void sim_tasks_settle(sim_model *m)
         for (size_t i = 0; i < n_tasks; i++) {
                 sim_task *t = &tasks[i];
 
-                if (!t->settled && now - t->start_ms >= TASK_DONE_MS)
+                if (!t->settled && now - t->start_ms >= t->done_ms)
                         task_settle(m, t);
                 if (t->settled && now - t->end_ms > TASK_KEEP_MS) {
                         task_free(t);
@@ -167,7 +190,7 @@ static json_t *task_tree(const sim_task *t, int64_t now)
 {
         json_t *o = json_object();
         int64_t age = now - t->start_ms;
-        int progress = t->settled ? 100 : age >= TASK_STEP_MS ? 50 : 0;
+        int progress = t->settled ? 100 : age >= t->step_ms ? 50 : 0;
         char *name = NULL, *detail = NULL, date[48];
 
         if (asprintf(&name, "%s虚拟机“%s”%s。", kinds[t->kind].verb, t->vm_name, kinds[t->kind].what) < 0)
@@ -207,6 +230,16 @@ static sim_task *task_new(sim_task_kind kind, sim_vm *vm)
         tasks = arr;
         t = &tasks[n_tasks++];
         *t = (sim_task){ .msg_id = MAX(now, last_msg_id + 1), .start_ms = now, .kind = kind, .vm_id = vm->id };
+        t->step_ms = TASK_STEP_MS;
+        t->done_ms = TASK_DONE_MS;
+        if (sim_fault_vm(SIM_FAULT_TASK_SLOW, vm)) {
+                t->step_ms *= TASK_SLOW_FACTOR;
+                t->done_ms *= TASK_SLOW_FACTOR;
+        }
+        if (kind == SIM_TASK_STOP && vm->running && sim_fault_vm(SIM_FAULT_SHUTDOWN_HANG, vm)) {
+                t->hang = true;
+                t->done_ms = SHUTDOWN_HANG_MS;
+        }
         last_msg_id = t->msg_id;
         t->vm_name = strdup(vm->name);
         if (!t->vm_name) {

@@ -91,7 +91,7 @@ json_t *sim_view_host_brief(const sim_host *h)
         set_str(o, "name", h->name);
         set_str(o, "ip", h->ip);
         set_int(o, "hostType", 16);
-        set_int(o, "status", h->status);
+        set_int(o, "status", sim_fault_host(SIM_FAULT_HOST_DOWN, h) ? 0 : h->status);
         return o;
 }
 
@@ -116,7 +116,7 @@ json_t *sim_view_cluster_host(sim_model *m, const sim_host *h)
         set_int(o, "vmShutoff", off);
         json_object_set_new(o, "cpuRate", json_real(1.5));
         json_object_set_new(o, "memRate", json_real(20.0));
-        set_int(o, "status", h->status);
+        set_int(o, "status", sim_fault_host(SIM_FAULT_HOST_DOWN, h) ? 0 : h->status);
         return o;
 }
 
@@ -147,6 +147,11 @@ json_t *sim_view_host_detail(const sim_host *h)
                 set_str(n, "name", name);
                 set_str(n, "description", "Intel Corporation I350 Gigabit Network Connection");
                 set_int(n, "status", 1);
+                /* The vSwitch on this pNIC and the host's address on it; "usage"
+                 * (management, storage, backup) is the simulator's own field. */
+                set_str(n, "vsName", h->nets[i].vs_name);
+                set_str(n, "ipAddr", h->nets[i].ip);
+                set_str(n, "usage", h->nets[i].role);
                 json_array_append_new(nics, n);
         }
         set_bool(o, "enableBackupNetwork", backup);
@@ -372,6 +377,8 @@ json_t *sim_view_spool(sim_model *m, const sim_host *h, const sim_spool *p)
                 total = (int64_t)p->capacity_mb;
                 free_mb = total > used ? total - used : 0;
         }
+        if (sim_fault_host(SIM_FAULT_POOL_FULL, h))
+                free_mb = MIN(free_mb, 1); /* fault pool-full: 1 MB left */
         set_str(o, "name", p->name);
         set_str(o, "title", p->title);
         set_str(o, "type", p->type);

@@ -11,6 +11,9 @@
  *   sim-qemu.c    the real side: disk images, QEMU processes, QMP, snapshots (§3.3, §3.4)
  *   sim-routes.c  the endpoints
  *   sim-http.c    libmicrohttpd: listeners, Digest auth, dispatch, errors (§1.2, §5)
+ *   sim-cvd.c     one vbak-cvd per host, serving its storage pools (§4)
+ *   sim-ctl.c     the control socket and `ctl` commands: workload, power cycle,
+ *                 migration, host id, fault knobs
  *   sim-main.c    command line
  *
  * DESIGN: every request runs under one global lock (sim_lock), so the model
@@ -95,6 +98,8 @@ typedef struct {
         unsigned live_snaps; /* live external snapshots so far: numbers their overlay nodes */
         sim_snapshot *snaps; /* oldest first; each one's parent is the one before */
         size_t n_snaps;
+        bool cbt_valid;  /* false after a power cycle until a snapshot is deleted (the end of a backup) */
+        unsigned faults; /* 1 << sim_fault_knob set on this VM */
 } sim_vm;
 
 /* One address of a host on one vSwitch; role is management, storage or backup. */
@@ -118,6 +123,8 @@ typedef struct {
         size_t n_nets;
         sim_spool *pools;
         size_t n_pools;
+        unsigned faults; /* 1 << sim_fault_knob set on this host */
+        pid_t cvd_pid;   /* its vbak-cvd while it runs, else 0 */
 } sim_host;
 
 typedef struct {
@@ -148,7 +155,28 @@ typedef struct {
         sim_charset charset;
         sim_model *model;
         const char *state_dir; /* absolute */
+        unsigned cvd_port;     /* each host's vbak-cvd listens here; 0: no vbak-cvd */
+        const char *cvd_bin;   /* the vbak-cvd binary */
 } sim_config;
+
+/* Fault knobs (README "Fault knobs"): set globally, on a VM or on a host. */
+typedef enum {
+        SIM_FAULT_SNAPSHOT_FAIL,
+        SIM_FAULT_TASK_SLOW,
+        SIM_FAULT_SHUTDOWN_HANG,
+        SIM_FAULT_SESSION_EXPIRY,
+        SIM_FAULT_CONN_RESET,
+        SIM_FAULT_HOST_DOWN,
+        SIM_FAULT_POOL_FULL,
+        SIM_FAULT_COUNT,
+} sim_fault_knob;
+
+/* The knob is on globally or on this VM (vm may be NULL). */
+bool sim_fault_vm(sim_fault_knob k, const sim_vm *vm);
+/* The knob is on globally or on this host (h may be NULL). */
+bool sim_fault_host(sim_fault_knob k, const sim_host *h);
+/* One-shot knobs (session-expiry, conn-reset): true once per arming. Lock-free. */
+bool sim_fault_take(sim_fault_knob k);
 
 extern sim_config sim_cfg;
 extern pthread_mutex_t sim_lock;
@@ -245,6 +273,24 @@ void sim_qemu_refresh(sim_model *m);
 int sim_qemu_snapshot_create(sim_vm *vm, const char *name, int mode, const char *desc, char **err);
 int sim_qemu_snapshot_delete(sim_vm *vm, const char *name, char **err);
 int sim_qemu_simplify(sim_vm *vm, char **err);
+
+/* sim-qemu.c: the watchdog also stops vbak-cvd processes; '+' adds a pid, '-' removes it. */
+void sim_watchdog_tell(char op, pid_t pid);
+/* HMP qemu-io: writes len bytes of value byte at offset of disk i of a running VM. */
+int sim_qemu_write(sim_vm *vm, size_t disk, const char *offset, const char *length, unsigned byte, char **err);
+
+/* sim-cvd.c */
+/* The address a host's vbak-cvd listens on: backup, else management network, else the host's ip. */
+const char *sim_host_cvd_ip(const sim_host *h);
+/* Starts the host's vbak-cvd (no-op when it runs or cvd_port is 0) and waits until it accepts. */
+int sim_cvd_start(sim_model *m, sim_host *h, char **err);
+void sim_cvd_stop(sim_host *h);
+void sim_cvd_stop_all(sim_model *m);
+
+/* sim-ctl.c */
+int sim_ctl_start(void);
+void sim_ctl_stop(void);
+int sim_ctl_client(int argc, char **argv);
 
 /* sim-http.c */
 typedef struct sim_listener sim_listener;

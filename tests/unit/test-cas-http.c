@@ -153,6 +153,8 @@ static void sim_start(sim *s, const char *cert, const char *key, const char *ext
         argv[argc++] = "password";
         argv[argc++] = "--state-dir";
         argv[argc++] = test_tmpdir();
+        argv[argc++] = "--cvd-port"; /* no disk service: nothing here needs it */
+        argv[argc++] = "0";
         if (cert) {
                 s->https_port = free_port();
                 snprintf(https, sizeof(https), "127.0.0.1:%d", s->https_port);

@@ -1,0 +1,1230 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cas.c -- the H3C CAS driver (daemon/hypervisor.h) on the CVM REST API:
+ * connect, inventory, vm_get, storage_free and power.
+ *
+ * DESIGN
+ * - Every REST call goes through call_start(): the response is mapped to a
+ *   vbak error by cas_http_error() and its body parsed by cas_doc_parse(), so
+ *   the operations below only ever see a normalised tree (cas/doc.h) or an
+ *   error with its message.
+ * - A VM is the merge of two views (cas-api.md §3.2): view A (`vm/{id}`)
+ *   carries the placement (hostId, clusterId, hostPoolId), the numeric status
+ *   and each disk's poolName; view B (`vm/detail/{id}`) carries what a
+ *   restore needs (disks with path, format and size in MB, NICs, cpu,
+ *   memory) but no hostId. vm_fetch reads A, then B by A's id (so a uuid
+ *   works too), and merges: placement and status from A, everything else
+ *   from B, the pool of a disk from A's storage[] entry with the same path.
+ *   The captured configuration is B as parsed plus hostId, clusterId and
+ *   hostPoolId from A.
+ * - The inventory reads the four lists (host pools, clusters, hosts, the
+ *   vmList pages, §3.1, §1.4) in parallel, then fetches the VMs with at most
+ *   CAS_INVENTORY_PARALLEL in flight. The first error stops new requests;
+ *   the callback runs once the requests in flight have completed.
+ * - Power operations answer a taskMsg (§3.3, §2.1); message/{msgId} is polled
+ *   300 ms after, then every second (§2.2) until completed or the task
+ *   timeout. result 1 is a failure even though the HTTP status is 200.
+ * - disconnect cancels what is in flight: pending requests and polls
+ *   complete with VB_E_INTERRUPTED, then the client and the platform are
+ *   freed once the loop has closed their handles.
+ */
+#include "cas/cas.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cas/doc.h"
+#include "cas/http.h"
+#include "daemon/log.h"
+#include "daemon/util.h"
+
+#define MSG_MAX 1024
+#define TASK_FIRST_POLL_MS 300
+#define TASK_POLL_MS 1000
+
+typedef struct power_op power_op;
+
+struct vb_hv {
+        uv_loop_t *loop;
+        cas_http *http;
+        char *cvm; /* "HOST:PORT" */
+        uint64_t task_timeout_ms;
+        power_op *tasks; /* polls in progress, cancelled by disconnect */
+        bool closing;
+        vb_hv_connect_fn connect_done;
+        void *connect_userdata;
+};
+
+/* ---- messages ---- */
+
+/* cas_http_error()'s message without its "CVM HOST:PORT: " lead, which ours repeat. */
+static const char *detail_of(const vb_hv *hv, const char *msg)
+{
+        size_t n = strlen(hv->cvm);
+
+        if (strncmp(msg, "CVM ", 4) == 0 && strncmp(msg + 4, hv->cvm, n) == 0 && strncmp(msg + 4 + n, ": ", 2) == 0)
+                return msg + 4 + n + 2;
+        return msg;
+}
+
+/* "CVM HOST:PORT: vm NAME (id ID): STEP: DETAIL"; name and id may be NULL. */
+_printf_(6, 7) static void vm_msg(char *buf, size_t size, const vb_hv *hv, const char *name, const char *id,
+                                  const char *fmt, ...)
+{
+        size_t n;
+        va_list ap;
+
+        if (name && id)
+                n = (size_t)snprintf(buf, size, "CVM %s: vm %s (id %s): ", hv->cvm, name, id);
+        else if (name || id)
+                n = (size_t)snprintf(buf, size, "CVM %s: vm %s%s: ", hv->cvm, id ? "id " : "", name ?: id);
+        else
+                n = (size_t)snprintf(buf, size, "CVM %s: ", hv->cvm);
+        if (n >= size)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(buf + n, size - n, fmt, ap);
+        va_end(ap);
+}
+
+/* ---- one REST call ---- */
+
+typedef void (*call_fn)(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp);
+
+typedef struct call {
+        call_fn fn;
+        void *ctx;
+} call;
+
+static void call_done(void *userdata, const cas_http_response *resp)
+{
+        call *c = userdata;
+        char msg[MSG_MAX];
+        json_t *doc = NULL;
+        vb_error r = cas_http_error(resp, msg, sizeof(msg));
+
+        if (r == VB_OK) {
+                _cleanup_free_ char *err = NULL;
+                int k = cas_doc_parse(resp->body, resp->body_len, resp->content_type, &doc, &err);
+
+                if (k < 0) {
+                        r = k == -ENOMEM ? VB_E_FAILED : VB_E_PROTOCOL;
+                        snprintf(msg, sizeof(msg), "CVM %s: %s %s: unreadable answer: %s", resp->cvm, resp->method,
+                                 resp->path, err ?: strerror(-k));
+                }
+        }
+        c->fn(c->ctx, r, msg, doc, resp);
+        json_decref(doc);
+        free(c);
+}
+
+/* 0 (fn will be called once, later) or -errno (it will not). */
+static int call_start(vb_hv *hv, const char *method, const char *path, call_fn fn, void *ctx)
+{
+        call *c;
+        int r;
+
+        if (hv->closing)
+                return -ESHUTDOWN;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->fn = fn;
+        c->ctx = ctx;
+        r = cas_http_request(hv->http, method, path, NULL, NULL, call_done, c);
+        if (r < 0)
+                free(c);
+        return r;
+}
+
+/* ---- freeing what callbacks get ---- */
+
+static void group_done(vb_hv_group *g)
+{
+        free(g->id);
+        free(g->name);
+        free(g->parent_id);
+}
+
+static void host_done(vb_hv_host *h)
+{
+        free(h->id);
+        free(h->name);
+        free(h->cluster_id);
+        free(h->pool_id);
+        free(h->addr_management);
+        free(h->addr_storage);
+        free(h->addr_backup);
+}
+
+static void vm_done(vb_hv_vm *vm)
+{
+        free(vm->id);
+        free(vm->uuid);
+        free(vm->name);
+        free(vm->title);
+        free(vm->host_id);
+        free(vm->cluster_id);
+        free(vm->pool_id);
+        for (size_t i = 0; i < vm->n_disks; i++) {
+                free(vm->disks[i].device);
+                free(vm->disks[i].path);
+                free(vm->disks[i].format);
+                free(vm->disks[i].bus);
+                free(vm->disks[i].pool);
+        }
+        free(vm->disks);
+        for (size_t i = 0; i < vm->n_nics; i++) {
+                free(vm->nics[i].mac);
+                free(vm->nics[i].vswitch);
+                free(vm->nics[i].profile);
+                free(vm->nics[i].model);
+        }
+        free(vm->nics);
+        json_decref(vm->config);
+        *vm = (vb_hv_vm){};
+}
+
+static void inventory_done(vb_hv_inventory *inv)
+{
+        for (size_t i = 0; i < inv->n_pools; i++)
+                group_done(&inv->pools[i]);
+        free(inv->pools);
+        for (size_t i = 0; i < inv->n_clusters; i++)
+                group_done(&inv->clusters[i]);
+        free(inv->clusters);
+        for (size_t i = 0; i < inv->n_hosts; i++)
+                host_done(&inv->hosts[i]);
+        free(inv->hosts);
+        for (size_t i = 0; i < inv->n_vms; i++)
+                vm_done(&inv->vms[i]);
+        free(inv->vms);
+        *inv = (vb_hv_inventory){};
+}
+
+/* A copy of obj[key] as a string (numbers rendered), NULL when absent or "".
+ * *oom is set when memory ran out. */
+static char *dup_str(json_t *obj, const char *key, bool *oom)
+{
+        const char *s = cas_get_str(obj, key);
+        char *d;
+
+        if (!s || !*s)
+                return NULL;
+        d = strdup(s);
+        if (!d)
+                *oom = true;
+        return d;
+}
+
+static uint64_t get_mb(json_t *obj, const char *key)
+{
+        int64_t i;
+        double d;
+
+        if (cas_get_i64(obj, key, &i) == 0)
+                return i > 0 ? (uint64_t)i << 20 : 0;
+        if (cas_get_double(obj, key, &d) == 0 && d > 0)
+                return (uint64_t)(d * 1048576.0 + 0.5);
+        return 0;
+}
+
+/* ---- the merge of view A and view B (cas-api.md §3.2) ---- */
+
+static vb_vm_state state_of(json_t *a, json_t *b)
+{
+        int64_t st;
+        const char *s;
+
+        /* A: 0 template, 1 unknown, 2 running, 3 shut off, 4 paused. */
+        if (cas_get_i64(a, "status", &st) == 0) {
+                if (st == 2)
+                        return VB_VM_RUNNING;
+                if (st == 3)
+                        return VB_VM_SHUT_OFF;
+                if (st == 4)
+                        return VB_VM_PAUSED;
+        }
+        s = cas_get_str(b, "status"); /* B: a string (vmList's vmStatus too) */
+        if (streq_ptr(s, "running"))
+                return VB_VM_RUNNING;
+        if (streq_ptr(s, "shutOff") || streq_ptr(s, "shutoff"))
+                return VB_VM_SHUT_OFF;
+        if (streq_ptr(s, "paused"))
+                return VB_VM_PAUSED;
+        return VB_VM_UNKNOWN;
+}
+
+/* Fills *vm from the two views (borrowed; b is copied into config). 0,
+ * -ENOMEM or -EBADMSG (no id, a disk without a path). */
+static int vm_merge(json_t *a, json_t *b, vb_hv_vm *vm)
+{
+        json_t *a_disks, *b_disks, *nics, *cpu, *mem, *item;
+        bool oom = false;
+        int64_t v;
+        size_t i, n;
+
+        vm->id = dup_str(a, "id", &oom);
+        if (!vm->id && !oom)
+                vm->id = dup_str(b, "id", &oom);
+        vm->uuid = dup_str(b, "uuid", &oom) ?: dup_str(a, "uuid", &oom);
+        vm->name = dup_str(b, "name", &oom) ?: dup_str(a, "name", &oom);
+        vm->title = dup_str(b, "title", &oom) ?: dup_str(a, "title", &oom);
+        vm->host_id = dup_str(a, "hostId", &oom);
+        vm->cluster_id = dup_str(a, "clusterId", &oom);
+        vm->pool_id = dup_str(a, "hostPoolId", &oom);
+        if (oom)
+                return -ENOMEM;
+        if (!vm->id || !vm->name)
+                return -EBADMSG;
+        vm->state = state_of(a, b);
+
+        cpu = cas_get_obj(b, "cpu");
+        if (cpu && cas_get_i64(cpu, "cpuSockets", &v) == 0 && v > 0)
+                vm->cpu_sockets = (unsigned)v;
+        if (cpu && cas_get_i64(cpu, "cpuCores", &v) == 0 && v > 0)
+                vm->cpu_cores = (unsigned)v;
+        mem = cas_get_obj(b, "memory");
+        if (mem && cas_get_i64(mem, "size", &v) == 0 && v > 0)
+                vm->memory_mb = (uint64_t)v;
+        else if (cas_get_i64(a, "memory", &v) == 0 && v > 0)
+                vm->memory_mb = (uint64_t)v;
+
+        a_disks = cas_get_list(a, "storage");
+        b_disks = cas_get_list(b, "storage");
+        if (!a_disks || !b_disks)
+                return -ENOMEM;
+        n = json_array_size(b_disks);
+        vm->disks = calloc(n ?: 1, sizeof(*vm->disks));
+        if (!vm->disks)
+                return -ENOMEM;
+        json_array_foreach(b_disks, i, item)
+        {
+                vb_hv_disk *d = &vm->disks[vm->n_disks];
+                const char *kind = cas_get_str(item, "device");
+                json_t *ai;
+                size_t j;
+
+                /* CD-ROMs and floppies are no disks to back up. */
+                if (kind && !streq(kind, "disk"))
+                        continue;
+                vm->n_disks++;
+                d->device = dup_str(item, "deviceName", &oom);
+                d->path = dup_str(item, "path", &oom);
+                d->format = dup_str(item, "format", &oom);
+                d->bus = dup_str(item, "targetBus", &oom);
+                d->size = get_mb(item, "size");
+                if (oom)
+                        return -ENOMEM;
+                if (!d->path)
+                        return -EBADMSG;
+                json_array_foreach(a_disks, j, ai) if (streq_ptr(cas_get_str(ai, "storeFile"), d->path))
+                {
+                        d->pool = dup_str(ai, "poolName", &oom);
+                        if (!d->size)
+                                d->size = get_mb(ai, "capacity");
+                        break;
+                }
+                if (oom)
+                        return -ENOMEM;
+        }
+
+        nics = cas_get_list(b, "network");
+        if (!nics)
+                return -ENOMEM;
+        vm->nics = calloc(json_array_size(nics) ?: 1, sizeof(*vm->nics));
+        if (!vm->nics)
+                return -ENOMEM;
+        json_array_foreach(nics, i, item)
+        {
+                vb_hv_nic *nic = &vm->nics[vm->n_nics++];
+
+                nic->mac = dup_str(item, "mac", &oom);
+                nic->vswitch = dup_str(item, "vsName", &oom);
+                nic->profile = dup_str(item, "profileName", &oom);
+                nic->model = dup_str(item, "deviceModel", &oom);
+                if (oom)
+                        return -ENOMEM;
+        }
+
+        /* Enough to recreate the VM: view B (normalised above) and where it ran. */
+        vm->config = json_deep_copy(b);
+        if (!vm->config)
+                return -ENOMEM;
+        if ((vm->host_id && json_object_set_new(vm->config, "hostId", json_string(vm->host_id)) < 0) ||
+            (vm->cluster_id && json_object_set_new(vm->config, "clusterId", json_string(vm->cluster_id)) < 0) ||
+            (vm->pool_id && json_object_set_new(vm->config, "hostPoolId", json_string(vm->pool_id)) < 0))
+                return -ENOMEM;
+        return 0;
+}
+
+/* ---- reading one VM: view A, then view B ---- */
+
+typedef void (*vm_fetch_fn)(void *ctx, vb_error r, const char *msg);
+
+typedef struct vm_fetch {
+        vb_hv *hv;
+        char *key;   /* id or uuid, as asked */
+        char *label; /* the name, when known, for messages */
+        json_t *a;
+        vb_hv_vm *out;
+        vm_fetch_fn fn;
+        void *ctx;
+} vm_fetch;
+
+static void vm_fetch_finish(vm_fetch *f, vb_error r, const char *msg)
+{
+        f->fn(f->ctx, r, msg);
+        free(f->key);
+        free(f->label);
+        json_decref(f->a);
+        free(f);
+}
+
+static void vm_fetch_b(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        vm_fetch *f = ctx;
+        const char *name = cas_get_str(f->a, "name") ?: f->label;
+        const char *id = cas_get_str(f->a, "id");
+        char buf[MSG_MAX];
+        int k;
+
+        (void)resp;
+        if (r != VB_OK) {
+                vm_msg(buf, sizeof(buf), f->hv, name, id, "reading its detail (view B): %s", detail_of(f->hv, msg));
+                return vm_fetch_finish(f, r, buf);
+        }
+        k = vm_merge(f->a, doc, f->out);
+        if (k < 0) {
+                vm_msg(buf, sizeof(buf), f->hv, name, id, "merging vm/{id} and vm/detail/{id}: %s",
+                       k == -EBADMSG ? "no id, name or disk path" : strerror(-k));
+                return vm_fetch_finish(f, k == -EBADMSG ? VB_E_PROTOCOL : VB_E_FAILED, buf);
+        }
+        vm_fetch_finish(f, VB_OK, "");
+}
+
+static void vm_fetch_a(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        vm_fetch *f = ctx;
+        char buf[MSG_MAX], path[256];
+        const char *id;
+        int k;
+
+        (void)resp;
+        if (r != VB_OK) {
+                vm_msg(buf, sizeof(buf), f->hv, f->label, f->key, "reading it (view A): %s", detail_of(f->hv, msg));
+                return vm_fetch_finish(f, r, buf);
+        }
+        f->a = json_incref(doc);
+        id = cas_get_str(doc, "id");
+        if (!id || !*id || strspn(id, "0123456789") != strlen(id)) {
+                vm_msg(buf, sizeof(buf), f->hv, f->label, f->key, "reading it (view A): the answer has no id");
+                return vm_fetch_finish(f, VB_E_PROTOCOL, buf);
+        }
+        snprintf(path, sizeof(path), "/vm/detail/%s", id);
+        k = call_start(f->hv, "GET", path, vm_fetch_b, f);
+        if (k < 0) {
+                vm_msg(buf, sizeof(buf), f->hv, cas_get_str(doc, "name"), id, "reading its detail: %s", strerror(-k));
+                return vm_fetch_finish(f, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, buf);
+        }
+}
+
+/* Reads the VM key (an id or a uuid) into *out. 0 (fn is called once,
+ * later) or -errno. */
+static int vm_fetch_start(vb_hv *hv, const char *key, const char *label, vb_hv_vm *out, vm_fetch_fn fn, void *ctx)
+{
+        vm_fetch *f;
+        char path[256];
+        int r;
+
+        if (strlen(key) > 128 || strpbrk(key, "/?&#% \t\r\n"))
+                return -EINVAL;
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        *f = (vm_fetch){
+                .hv = hv, .key = strdup(key), .label = label ? strdup(label) : NULL, .out = out, .fn = fn, .ctx = ctx
+        };
+        if (!f->key || (label && !f->label)) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        snprintf(path, sizeof(path), "/vm/%s", key); /* an id or a uuid (§3.2 A) */
+        r = call_start(hv, "GET", path, vm_fetch_a, f);
+        if (r < 0)
+                goto fail;
+        return 0;
+fail:
+        free(f->key);
+        free(f->label);
+        free(f);
+        return r;
+}
+
+/* ---- connect ---- */
+
+static void hv_free(vb_hv *hv)
+{
+        free(hv->cvm);
+        free(hv);
+}
+
+static void hv_closed(void *userdata)
+{
+        hv_free(userdata);
+}
+
+static void connect_tested(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        vb_hv *hv = ctx;
+
+        (void)doc;
+        (void)resp;
+        if (r != VB_OK) {
+                hv->connect_done(hv->connect_userdata, r, msg, NULL);
+                hv->closing = true;
+                cas_http_close(hv->http, hv_closed, hv);
+                return;
+        }
+        log_debug("CVM %s: connected", hv->cvm);
+        hv->connect_done(hv->connect_userdata, VB_OK, "", hv);
+}
+
+static int cas_connect(uv_loop_t *loop, const vb_hv_opts *o, vb_hv_connect_fn done, void *userdata)
+{
+        cas_http_options ho = {
+                .url = o->address,
+                .user = o->user,
+                .password = o->password ?: "",
+                .insecure = o->insecure,
+                .timeout_ms = o->timeout_ms > UINT32_MAX ? UINT32_MAX : (unsigned)o->timeout_ms,
+        };
+        vb_hv *hv;
+        int r;
+
+        if (!o->address || !o->user || !done)
+                return -EINVAL;
+        hv = calloc(1, sizeof(*hv));
+        if (!hv)
+                return -ENOMEM;
+        hv->loop = loop;
+        hv->task_timeout_ms = CAS_TASK_TIMEOUT_MS_DEFAULT;
+        hv->connect_done = done;
+        hv->connect_userdata = userdata;
+        r = cas_http_new(loop, &ho, &hv->http);
+        if (r < 0) {
+                free(hv);
+                return r;
+        }
+        hv->cvm = strdup(cas_http_cvm(hv->http));
+        if (!hv->cvm) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        /* The liveness probe answers 204 once Digest passed (§1.1). */
+        r = call_start(hv, "GET", "/operator/test", connect_tested, hv);
+        if (r < 0)
+                goto fail;
+        return 0;
+fail:
+        hv->closing = true;
+        cas_http_close(hv->http, hv_closed, hv);
+        return r;
+}
+
+void cas_set_task_timeout(vb_hv *hv, uint64_t ms)
+{
+        hv->task_timeout_ms = ms ?: CAS_TASK_TIMEOUT_MS_DEFAULT;
+}
+
+/* ---- power (tasks, §2.1-§2.2, §3.3) ---- */
+
+struct power_op {
+        vb_hv *hv;
+        power_op *next;
+        uv_timer_t timer;
+        char *vm_id, *vm_name;
+        const char *step; /* "start", "shutdown", "power off" */
+        int64_t msg_id;
+        uint64_t deadline_ns;
+        bool in_request; /* the PUT or a message/{msgId} request is in flight */
+        vb_hv_done_fn done;
+        void *userdata;
+};
+
+static void power_free_cb(uv_handle_t *h)
+{
+        power_op *p = h->data;
+
+        free(p->vm_id);
+        free(p->vm_name);
+        free(p);
+}
+
+static void power_finish(power_op *p, vb_error r, const char *msg)
+{
+        power_op **pp;
+
+        for (pp = &p->hv->tasks; *pp; pp = &(*pp)->next)
+                if (*pp == p) {
+                        *pp = p->next;
+                        break;
+                }
+        uv_timer_stop(&p->timer);
+        p->done(p->userdata, r, msg);
+        uv_close((uv_handle_t *)&p->timer, power_free_cb);
+}
+
+static void power_fail(power_op *p, vb_error r, const char *fmt, ...) _printf_(3, 4);
+static void power_fail(power_op *p, vb_error r, const char *fmt, ...)
+{
+        char detail[MSG_MAX], buf[MSG_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(detail, sizeof(detail), fmt, ap);
+        va_end(ap);
+        vm_msg(buf, sizeof(buf), p->hv, p->vm_name, p->vm_id, "%s: %s", p->step, detail);
+        power_finish(p, r, buf);
+}
+
+static void power_tick(uv_timer_t *t);
+
+static void power_polled(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        power_op *p = ctx;
+        cas_task task;
+        int k;
+
+        (void)resp;
+        p->in_request = false;
+        if (r != VB_OK)
+                return power_fail(p, r, "polling task %" PRId64 ": %s", p->msg_id, detail_of(p->hv, msg));
+        k = cas_task_from_json(doc, &task);
+        if (k < 0)
+                return power_fail(p, k == -ENOMEM ? VB_E_FAILED : VB_E_PROTOCOL, "task %" PRId64 ": unreadable",
+                                  p->msg_id);
+        if (task.completed) {
+                if (task.result == CAS_TASK_FAIL)
+                        power_fail(p, VB_E_REFUSED, "task failed: %s",
+                                   task.fail_msg ?: task.detail ?: "no reason given");
+                else
+                        power_finish(p, VB_OK, "");
+                cas_task_done(&task);
+                return;
+        }
+        cas_task_done(&task);
+        if (vb_now_ns() >= p->deadline_ns)
+                return power_fail(p, VB_E_NETWORK, "task %" PRId64 " did not complete in %" PRIu64 " s", p->msg_id,
+                                  p->hv->task_timeout_ms / 1000);
+        uv_timer_start(&p->timer, power_tick, TASK_POLL_MS, 0);
+}
+
+static void power_tick(uv_timer_t *t)
+{
+        power_op *p = t->data;
+        char path[64];
+        int k;
+
+        snprintf(path, sizeof(path), "/message/%" PRId64, p->msg_id);
+        k = call_start(p->hv, "GET", path, power_polled, p);
+        if (k < 0)
+                return power_fail(p, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, "polling: %s", strerror(-k));
+        p->in_request = true;
+}
+
+static void power_started(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        power_op *p = ctx;
+        cas_task task;
+        int k;
+
+        (void)resp;
+        p->in_request = false;
+        if (r != VB_OK)
+                return power_fail(p, r, "%s", detail_of(p->hv, msg));
+        k = cas_task_from_json(doc, &task);
+        if (k < 0)
+                return power_fail(p, k == -ENOMEM ? VB_E_FAILED : VB_E_PROTOCOL, "the answer is no taskMsg");
+        p->msg_id = task.msg_id;
+        cas_task_done(&task);
+        p->deadline_ns = vb_now_ns() + p->hv->task_timeout_ms * 1000000ull;
+        uv_timer_start(&p->timer, power_tick, TASK_FIRST_POLL_MS, 0);
+}
+
+static int cas_power(vb_hv *hv, const vb_hv_vm *vm, vb_power_op op, vb_hv_done_fn done, void *userdata)
+{
+        static const char *const verbs[] = {
+                [VB_POWER_START] = "start", [VB_POWER_SHUTDOWN] = "stop", [VB_POWER_OFF] = "powerOff"
+        };
+        static const char *const steps[] = {
+                [VB_POWER_START] = "start", [VB_POWER_SHUTDOWN] = "shutdown", [VB_POWER_OFF] = "power off"
+        };
+        char path[256];
+        power_op *p;
+        int r;
+
+        if ((unsigned)op > VB_POWER_OFF || !vm->id || strpbrk(vm->id, "/?&#% ") || strlen(vm->id) > 128)
+                return -EINVAL;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        *p = (power_op){ .hv = hv,
+                         .vm_id = strdup(vm->id),
+                         .vm_name = vm->name ? strdup(vm->name) : NULL,
+                         .step = steps[op],
+                         .done = done,
+                         .userdata = userdata };
+        if (!p->vm_id || (vm->name && !p->vm_name)) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        snprintf(path, sizeof(path), "/vm/%s/%s", verbs[op], vm->id);
+        r = call_start(hv, "PUT", path, power_started, p);
+        if (r < 0)
+                goto fail;
+        p->in_request = true;
+        uv_timer_init(hv->loop, &p->timer);
+        p->timer.data = p;
+        p->next = hv->tasks;
+        hv->tasks = p;
+        return 0;
+fail:
+        free(p->vm_id);
+        free(p->vm_name);
+        free(p);
+        return r;
+}
+
+static void cas_disconnect(vb_hv *hv)
+{
+        if (!hv)
+                return;
+        hv->closing = true;
+        /* Polls waiting on their timer; those with a request in flight end with it below. */
+        for (power_op *p = hv->tasks, *next; p; p = next) {
+                next = p->next;
+                if (!p->in_request)
+                        power_fail(p, VB_E_INTERRUPTED, "disconnected");
+        }
+        cas_http_close(hv->http, hv_closed, hv);
+}
+
+/* ---- inventory ---- */
+
+typedef struct inv_op {
+        vb_hv *hv;
+        vb_hv_inventory inv;
+        vb_hv_inventory_fn done;
+        void *userdata;
+        json_t *vm_ids; /* from vmList, in its order */
+        size_t pending; /* requests and VM fetches in flight */
+        bool vms_phase;
+        size_t next_vm;
+        vb_error r;
+        char msg[MSG_MAX];
+} inv_op;
+
+static void inv_fail(inv_op *op, vb_error r, const char *msg)
+{
+        if (op->r != VB_OK)
+                return;
+        op->r = r;
+        snprintf(op->msg, sizeof(op->msg), "%s", msg);
+}
+
+static void inv_fail_errno(inv_op *op, int k, const char *step)
+{
+        char buf[MSG_MAX];
+
+        snprintf(buf, sizeof(buf), "CVM %s: inventory: %s: %s", op->hv->cvm, step, strerror(-k));
+        inv_fail(op, k == -ESHUTDOWN ? VB_E_INTERRUPTED : k == -EBADMSG ? VB_E_PROTOCOL : VB_E_FAILED, buf);
+}
+
+static void inv_pump(inv_op *op);
+
+static void inv_vm_done(void *ctx, vb_error r, const char *msg)
+{
+        inv_op *op = ctx;
+
+        op->pending--;
+        if (r != VB_OK)
+                inv_fail(op, r, msg);
+        inv_pump(op);
+}
+
+static void inv_pump(inv_op *op)
+{
+        if (op->r == VB_OK && !op->vms_phase && op->pending == 0) {
+                op->vms_phase = true;
+                op->inv.vms = calloc(json_array_size(op->vm_ids) ?: 1, sizeof(*op->inv.vms));
+                if (!op->inv.vms)
+                        inv_fail_errno(op, -ENOMEM, "VMs");
+                else
+                        op->inv.n_vms = json_array_size(op->vm_ids);
+        }
+        while (op->r == VB_OK && op->vms_phase && op->pending < CAS_INVENTORY_PARALLEL && op->next_vm < op->inv.n_vms) {
+                size_t i = op->next_vm++;
+                json_t *d = json_array_get(op->vm_ids, i);
+                int k = vm_fetch_start(op->hv, json_string_value(json_object_get(d, "id")),
+                                       json_string_value(json_object_get(d, "name")), &op->inv.vms[i], inv_vm_done, op);
+                if (k < 0)
+                        inv_fail_errno(op, k, "reading a VM");
+                else
+                        op->pending++;
+        }
+        if (op->pending > 0)
+                return;
+        if (op->r != VB_OK || op->next_vm >= op->inv.n_vms) {
+                op->done(op->userdata, op->r, op->r == VB_OK ? "" : op->msg, op->r == VB_OK ? &op->inv : NULL);
+                inventory_done(&op->inv);
+                json_decref(op->vm_ids);
+                free(op);
+        }
+}
+
+/* Shared head of the list callbacks: the list under key, or NULL after an error. */
+static json_t *inv_list(inv_op *op, vb_error r, const char *msg, json_t *doc, const char *key)
+{
+        json_t *l;
+
+        op->pending--;
+        if (r != VB_OK) {
+                inv_fail(op, r, msg);
+                return NULL;
+        }
+        l = cas_get_list(doc, key);
+        if (!l)
+                inv_fail_errno(op, -ENOMEM, key);
+        return l;
+}
+
+static int groups_from(json_t *l, const char *parent_key, vb_hv_group **ret, size_t *n_ret)
+{
+        json_t *item;
+        size_t i;
+        bool oom = false;
+
+        *ret = calloc(json_array_size(l) ?: 1, sizeof(**ret));
+        if (!*ret)
+                return -ENOMEM;
+        json_array_foreach(l, i, item)
+        {
+                vb_hv_group *g = &(*ret)[(*n_ret)++];
+
+                g->id = dup_str(item, "id", &oom);
+                g->name = dup_str(item, "name", &oom);
+                g->parent_id = parent_key ? dup_str(item, parent_key, &oom) : NULL;
+                if (oom)
+                        return -ENOMEM;
+                if (!g->id)
+                        return -EBADMSG;
+        }
+        return 0;
+}
+
+static void inv_pools(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        inv_op *op = ctx;
+        json_t *l = inv_list(op, r, msg, doc, "hostPool");
+        int k;
+
+        (void)resp;
+        if (l && (k = groups_from(l, NULL, &op->inv.pools, &op->inv.n_pools)) < 0)
+                inv_fail_errno(op, k, "host pools");
+        inv_pump(op);
+}
+
+static void inv_clusters(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        inv_op *op = ctx;
+        json_t *l = inv_list(op, r, msg, doc, "cluster");
+        int k;
+
+        (void)resp;
+        if (l && (k = groups_from(l, "hostPoolId", &op->inv.clusters, &op->inv.n_clusters)) < 0)
+                inv_fail_errno(op, k, "clusters");
+        inv_pump(op);
+}
+
+static void inv_hosts(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        inv_op *op = ctx;
+        json_t *l = inv_list(op, r, msg, doc, "host"), *item;
+        bool oom = false;
+        size_t i;
+
+        (void)resp;
+        if (!l)
+                return inv_pump(op);
+        op->inv.hosts = calloc(json_array_size(l) ?: 1, sizeof(*op->inv.hosts));
+        if (!op->inv.hosts) {
+                inv_fail_errno(op, -ENOMEM, "hosts");
+                return inv_pump(op);
+        }
+        json_array_foreach(l, i, item)
+        {
+                vb_hv_host *h = &op->inv.hosts[op->inv.n_hosts++];
+                int64_t st;
+
+                h->id = dup_str(item, "id", &oom);
+                h->name = dup_str(item, "name", &oom);
+                h->cluster_id = dup_str(item, "clusterId", &oom);
+                h->pool_id = dup_str(item, "hostPoolId", &oom);
+                /* The host list gives the management address only. */
+                h->addr_management = dup_str(item, "ip", &oom);
+                /* status: 1 active, 0 inactive, -1 unknown (§3.1). */
+                h->up = cas_get_i64(item, "status", &st) == 0 && st == 1;
+                if (oom || !h->id) {
+                        inv_fail_errno(op, oom ? -ENOMEM : -EBADMSG, "hosts");
+                        break;
+                }
+        }
+        inv_pump(op);
+}
+
+static int inv_vmlist_page(inv_op *op, size_t offset);
+
+static void inv_vmlist(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        inv_op *op = ctx;
+        json_t *l = inv_list(op, r, msg, doc, "domain"), *item;
+        size_t i;
+        int k;
+
+        if (!l)
+                return inv_pump(op);
+        json_array_foreach(l, i, item)
+        {
+                const char *id = cas_get_str(item, "id"), *name = cas_get_str(item, "name");
+
+                if (!id || !*id) {
+                        inv_fail_errno(op, -EBADMSG, "vmList");
+                        return inv_pump(op);
+                }
+                if (json_array_append_new(op->vm_ids, json_pack("{s:s, s:s?}", "id", id, "name", name)) < 0) {
+                        inv_fail_errno(op, -ENOMEM, "vmList");
+                        return inv_pump(op);
+                }
+        }
+        /* Paging (§1.4): Total counts every VM; an empty page ends it anyway. */
+        if (json_array_size(l) > 0 && resp->total > 0 && json_array_size(op->vm_ids) < (size_t)resp->total) {
+                k = inv_vmlist_page(op, json_array_size(op->vm_ids));
+                if (k < 0)
+                        inv_fail_errno(op, k, "vmList");
+        }
+        inv_pump(op);
+}
+
+static int inv_vmlist_page(inv_op *op, size_t offset)
+{
+        char path[128];
+        int k;
+
+        snprintf(path, sizeof(path), "/vm/vmList?offset=%zu&limit=%u", offset, CAS_VMLIST_LIMIT);
+        k = call_start(op->hv, "GET", path, inv_vmlist, op);
+        if (k >= 0)
+                op->pending++;
+        return k;
+}
+
+static int cas_inventory(vb_hv *hv, vb_hv_inventory_fn done, void *userdata)
+{
+        static const struct {
+                const char *path;
+                call_fn fn;
+        } lists[] = {
+                { "/hostpool/all", inv_pools },
+                { "/cluster/clusters", inv_clusters },
+                { "/host", inv_hosts },
+        };
+        inv_op *op = calloc(1, sizeof(*op));
+        int k;
+
+        if (!op)
+                return -ENOMEM;
+        *op = (inv_op){ .hv = hv, .done = done, .userdata = userdata, .vm_ids = json_array() };
+        if (!op->vm_ids) {
+                free(op);
+                return -ENOMEM;
+        }
+        k = inv_vmlist_page(op, 0);
+        if (k < 0) {
+                json_decref(op->vm_ids);
+                free(op);
+                return k;
+        }
+        /* From here on the callbacks own op: a failure is reported through done. */
+        for (size_t i = 0; i < ELEMENTSOF(lists) && op->r == VB_OK; i++) {
+                k = call_start(hv, "GET", lists[i].path, lists[i].fn, op);
+                if (k < 0)
+                        inv_fail_errno(op, k, lists[i].path + 1);
+                else
+                        op->pending++;
+        }
+        return 0;
+}
+
+/* ---- vm_get ---- */
+
+typedef struct get_op {
+        vb_hv *hv;
+        char *key;
+        vb_hv_vm vm;
+        size_t offset; /* the vmList page searched for a name */
+        vb_hv_vm_fn done;
+        void *userdata;
+} get_op;
+
+static void get_finish(get_op *g, vb_error r, const char *msg)
+{
+        g->done(g->userdata, r, msg, r == VB_OK ? &g->vm : NULL);
+        vm_done(&g->vm);
+        free(g->key);
+        free(g);
+}
+
+static void get_fetched(void *ctx, vb_error r, const char *msg)
+{
+        get_finish(ctx, r, msg);
+}
+
+static void get_fetch(get_op *g, const char *id, const char *name)
+{
+        char buf[MSG_MAX];
+        int k = vm_fetch_start(g->hv, id, name, &g->vm, get_fetched, g);
+
+        if (k < 0) {
+                vm_msg(buf, sizeof(buf), g->hv, name, id, "reading it: %s", strerror(-k));
+                get_finish(g, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, buf);
+        }
+}
+
+static int get_page(get_op *g);
+
+static void get_searched(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        get_op *g = ctx;
+        json_t *l, *item, *by_title = NULL;
+        char buf[MSG_MAX];
+        size_t i;
+        int k;
+
+        if (r != VB_OK) {
+                vm_msg(buf, sizeof(buf), g->hv, g->key, NULL, "looking for it in vmList: %s", detail_of(g->hv, msg));
+                return get_finish(g, r, buf);
+        }
+        l = cas_get_list(doc, "domain");
+        if (!l) {
+                vm_msg(buf, sizeof(buf), g->hv, g->key, NULL, "looking for it in vmList: %s", strerror(ENOMEM));
+                return get_finish(g, VB_E_FAILED, buf);
+        }
+        json_array_foreach(l, i, item)
+        {
+                if (streq_ptr(cas_get_str(item, "name"), g->key))
+                        return get_fetch(g, cas_get_str(item, "id") ?: "", g->key);
+                if (!by_title && streq_ptr(cas_get_str(item, "title"), g->key))
+                        by_title = item;
+        }
+        g->offset += json_array_size(l);
+        if (json_array_size(l) > 0 && resp->total > 0 && g->offset < (size_t)resp->total) {
+                k = get_page(g);
+                if (k < 0) {
+                        vm_msg(buf, sizeof(buf), g->hv, g->key, NULL, "looking for it in vmList: %s", strerror(-k));
+                        return get_finish(g, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, buf);
+                }
+                return;
+        }
+        /* Names are unique; titles only when the user picked them so. The
+         * first title match of the last page only: a fall back for people
+         * who know their VMs by title. */
+        if (by_title)
+                return get_fetch(g, cas_get_str(by_title, "id") ?: "", cas_get_str(by_title, "name"));
+        vm_msg(buf, sizeof(buf), g->hv, g->key, NULL, "no VM of that name, id or uuid");
+        get_finish(g, VB_E_NOT_FOUND, buf);
+}
+
+static int get_page(get_op *g)
+{
+        char path[128];
+
+        snprintf(path, sizeof(path), "/vm/vmList?offset=%zu&limit=%u", g->offset, CAS_VMLIST_LIMIT);
+        return call_start(g->hv, "GET", path, get_searched, g);
+}
+
+static bool is_uuid(const char *s)
+{
+        if (strlen(s) != 36)
+                return false;
+        for (size_t i = 0; i < 36; i++)
+                if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+                        return false;
+        return true;
+}
+
+static int cas_vm_get(vb_hv *hv, const char *vm, vb_hv_vm_fn done, void *userdata)
+{
+        get_op *g;
+        int k;
+
+        if (!vm || !*vm || strlen(vm) > 256)
+                return -EINVAL;
+        g = calloc(1, sizeof(*g));
+        if (!g)
+                return -ENOMEM;
+        *g = (get_op){ .hv = hv, .key = strdup(vm), .done = done, .userdata = userdata };
+        if (!g->key) {
+                free(g);
+                return -ENOMEM;
+        }
+        /* vm/{id} takes an id or a uuid (§3.2 A); a name needs the list (§3.1). */
+        if (strspn(vm, "0123456789") == strlen(vm) || is_uuid(vm))
+                k = vm_fetch_start(hv, vm, NULL, &g->vm, get_fetched, g);
+        else
+                k = get_page(g);
+        if (k < 0) {
+                free(g->key);
+                free(g);
+        }
+        return k;
+}
+
+/* ---- storage_free (§3.6) ---- */
+
+typedef struct free_op {
+        vb_hv *hv;
+        char *vm_id, *vm_name;
+        char **paths;
+        size_t n_paths;
+        vb_hv_size_fn done;
+        void *userdata;
+} free_op;
+
+static void free_op_free(free_op *f)
+{
+        for (size_t i = 0; i < f->n_paths; i++)
+                free(f->paths[i]);
+        free(f->paths);
+        free(f->vm_id);
+        free(f->vm_name);
+        free(f);
+}
+
+/* The pool whose path is the longest directory prefix of path, or NULL. */
+static json_t *pool_of(json_t *pools, const char *path)
+{
+        json_t *item, *best = NULL;
+        size_t i, best_len = 0;
+
+        json_array_foreach(pools, i, item)
+        {
+                const char *p = cas_get_str(item, "path");
+                size_t n;
+
+                if (!p || !*p)
+                        continue;
+                n = strlen(p);
+                while (n > 1 && p[n - 1] == '/')
+                        n--;
+                if (strncmp(path, p, n) == 0 && (path[n] == '/' || (n == 1 && p[0] == '/')) && n > best_len) {
+                        best = item;
+                        best_len = n;
+                }
+        }
+        return best;
+}
+
+static void free_answered(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        free_op *f = ctx;
+        char buf[MSG_MAX];
+        uint64_t least = UINT64_MAX;
+        json_t *pools;
+
+        (void)resp;
+        if (r != VB_OK) {
+                vm_msg(buf, sizeof(buf), f->hv, f->vm_name, f->vm_id, "free space: %s", detail_of(f->hv, msg));
+                goto out;
+        }
+        pools = cas_get_list(doc, "storagePool");
+        if (!pools) {
+                r = VB_E_FAILED;
+                vm_msg(buf, sizeof(buf), f->hv, f->vm_name, f->vm_id, "free space: %s", strerror(ENOMEM));
+                goto out;
+        }
+        /* Snapshots grow in the pool of each disk: the fullest pool bounds them all. */
+        for (size_t i = 0; i < f->n_paths; i++) {
+                json_t *p = pool_of(pools, f->paths[i]);
+                uint64_t b;
+
+                if (!p) {
+                        r = VB_E_NOT_FOUND;
+                        vm_msg(buf, sizeof(buf), f->hv, f->vm_name, f->vm_id,
+                               "free space: no storage pool of its host holds %s", f->paths[i]);
+                        goto out;
+                }
+                b = get_mb(p, "freeSize");
+                if (b < least)
+                        least = b;
+        }
+        buf[0] = 0;
+out:
+        f->done(f->userdata, r, buf, r == VB_OK ? least : 0);
+        free_op_free(f);
+}
+
+static int cas_storage_free(vb_hv *hv, const vb_hv_vm *vm, vb_hv_size_fn done, void *userdata)
+{
+        char path[256];
+        free_op *f;
+        int k;
+
+        if (!vm->host_id || strpbrk(vm->host_id, "/?&#% ") || strlen(vm->host_id) > 64 || vm->n_disks == 0)
+                return -EINVAL;
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        *f = (free_op){ .hv = hv, .done = done, .userdata = userdata };
+        f->vm_id = vm->id ? strdup(vm->id) : NULL;
+        f->vm_name = vm->name ? strdup(vm->name) : NULL;
+        f->paths = calloc(vm->n_disks, sizeof(*f->paths));
+        if ((vm->id && !f->vm_id) || (vm->name && !f->vm_name) || !f->paths) {
+                k = -ENOMEM;
+                goto fail;
+        }
+        for (size_t i = 0; i < vm->n_disks; i++) {
+                if (!vm->disks[i].path) {
+                        k = -EINVAL;
+                        goto fail;
+                }
+                f->paths[f->n_paths] = strdup(vm->disks[i].path);
+                if (!f->paths[f->n_paths]) {
+                        k = -ENOMEM;
+                        goto fail;
+                }
+                f->n_paths++;
+        }
+        snprintf(path, sizeof(path), "/storage/pool?hostId=%s", vm->host_id);
+        k = call_start(hv, "GET", path, free_answered, f);
+        if (k < 0)
+                goto fail;
+        return 0;
+fail:
+        free_op_free(f);
+        return k;
+}
+
+const vb_hv_driver cas_driver = {
+        .name = "cas",
+        .connect = cas_connect,
+        .disconnect = cas_disconnect,
+        .inventory = cas_inventory,
+        .vm_get = cas_vm_get,
+        .storage_free = cas_storage_free,
+        .power = cas_power,
+};
