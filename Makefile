@@ -49,7 +49,7 @@ BINS = $(B)/vbak $(B)/vbak-cvd
 SIM_BIN = $(if $(SIM_SRCS),$(B)/vbak-cvm-sim)
 
 .PHONY: all check test unit asan asan-unit fuzz-replay integration bench demo install uninstall clean format \
-	format-check list deps
+	format-check list deps sim-up sim-down
 
 ## all: build the binaries and the test programs
 all: $(BINS) $(SIM_BIN) $(B)/test-unit $(patsubst %,$(B)/fuzz-%,$(FUZZ_TARGETS))
@@ -126,6 +126,14 @@ bench: deps
 demo: deps
 	$(MAKE) all
 	scripts/demo.sh $(B)
+
+## sim-up: start the CAS simulator in the background (SIM_STATE, SIM_HTTP, SIM_CVD_PORT); prints CVM_URL=...
+sim-up: $(B)/vbak-cvm-sim $(B)/vbak-cvd $(B)/vbak
+	@scripts/sim-up.sh $(B)
+
+## sim-down: stop the simulator sim-up started (its files stay)
+sim-down:
+	@scripts/sim-down.sh $(B)
 
 ## install: install the binaries (PREFIX, DESTDIR, BINDIR)
 install: $(BINS)

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * cas.c -- the H3C CAS driver (daemon/hypervisor.h) on the CVM REST API:
- * connect, inventory, vm_get, storage_free and power.
+ * cas.c -- the H3C CAS driver (daemon/hypervisor.h) on the CVM REST API.
  *
  * DESIGN
  * - Every REST call goes through call_start(): the response is mapped to a
@@ -21,9 +20,17 @@
  *   vmList pages, §3.1, §1.4) in parallel, then fetches the VMs with at most
  *   CAS_INVENTORY_PARALLEL in flight. The first error stops new requests;
  *   the callback runs once the requests in flight have completed.
- * - Power operations answer a taskMsg (§3.3, §2.1); message/{msgId} is polled
- *   300 ms after, then every second (§2.2) until completed or the task
- *   timeout. result 1 is a failure even though the HTTP status is 200.
+ * - Operations that answer a taskMsg (power §3.3, snapshots §3.4, volumes
+ *   §3.6, vm/add and devices §3.7) go through task_start(): message/{msgId}
+ *   is polled 300 ms after, then every second (§2.2) until completed or the
+ *   task timeout. result 1 is a failure even though the HTTP status is 200.
+ * - Request bodies are built as JSON trees and rendered as the platform
+ *   talks (cas_doc_render: XML under the entity's root, or bare JSON).
+ * - Snapshots: adaptive is external (snapshotMode 2), whose base the disk
+ *   service reads with changed-block tracking while the VM writes to the
+ *   overlay; the checkpoint a backup leaves is named after its snapshot.
+ *   snapshot_delete lists the VM's snapshots first: one that is not there
+ *   (a create that failed) is nothing to delete.
  * - disconnect cancels what is in flight: pending requests and polls
  *   complete with VB_E_INTERRUPTED, then the client and the platform are
  *   freed once the loop has closed their handles.
@@ -37,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cas/doc.h"
 #include "cas/http.h"
@@ -47,14 +55,17 @@
 #define TASK_FIRST_POLL_MS 300
 #define TASK_POLL_MS 1000
 
-typedef struct power_op power_op;
+typedef struct task_op task_op;
 
 struct vb_hv {
         uv_loop_t *loop;
         cas_http *http;
         char *cvm; /* "HOST:PORT" */
+        bool xml;  /* request bodies in XML (the Accept header follows) */
+        unsigned cvd_port;
+        char *network; /* preferred host network: adaptive, backup, storage, management */
         uint64_t task_timeout_ms;
-        power_op *tasks; /* polls in progress, cancelled by disconnect */
+        task_op *tasks; /* polls in progress, cancelled by disconnect */
         bool closing;
         vb_hv_connect_fn connect_done;
         void *connect_userdata;
@@ -123,8 +134,10 @@ static void call_done(void *userdata, const cas_http_response *resp)
         free(c);
 }
 
-/* 0 (fn will be called once, later) or -errno (it will not). */
-static int call_start(vb_hv *hv, const char *method, const char *path, call_fn fn, void *ctx)
+/* 0 (fn will be called once, later) or -errno (it will not). body (may be
+ * NULL) is sent as content_type (NULL: after the Accept setting). */
+static int call_send(vb_hv *hv, const char *method, const char *path, const char *body, const char *content_type,
+                     call_fn fn, void *ctx)
 {
         call *c;
         int r;
@@ -136,10 +149,28 @@ static int call_start(vb_hv *hv, const char *method, const char *path, call_fn f
                 return -ENOMEM;
         c->fn = fn;
         c->ctx = ctx;
-        r = cas_http_request(hv->http, method, path, NULL, NULL, call_done, c);
+        r = cas_http_request(hv->http, method, path, body, content_type, call_done, c);
         if (r < 0)
                 free(c);
         return r;
+}
+
+static int call_start(vb_hv *hv, const char *method, const char *path, call_fn fn, void *ctx)
+{
+        return call_send(hv, method, path, NULL, NULL, fn, ctx);
+}
+
+/* A request whose body is obj (borrowed) rendered as the platform talks:
+ * XML under root, or JSON (cas-api.md §1.3). */
+static int call_body(vb_hv *hv, const char *method, const char *path, json_t *obj, const char *root, call_fn fn,
+                     void *ctx)
+{
+        _cleanup_free_ char *body = NULL;
+        int r = cas_doc_render(obj, root, hv->xml, &body);
+
+        if (r < 0)
+                return r;
+        return call_send(hv, method, path, body, NULL, fn, ctx);
 }
 
 /* ---- freeing what callbacks get ---- */
@@ -164,30 +195,7 @@ static void host_done(vb_hv_host *h)
 
 static void vm_done(vb_hv_vm *vm)
 {
-        free(vm->id);
-        free(vm->uuid);
-        free(vm->name);
-        free(vm->title);
-        free(vm->host_id);
-        free(vm->cluster_id);
-        free(vm->pool_id);
-        for (size_t i = 0; i < vm->n_disks; i++) {
-                free(vm->disks[i].device);
-                free(vm->disks[i].path);
-                free(vm->disks[i].format);
-                free(vm->disks[i].bus);
-                free(vm->disks[i].pool);
-        }
-        free(vm->disks);
-        for (size_t i = 0; i < vm->n_nics; i++) {
-                free(vm->nics[i].mac);
-                free(vm->nics[i].vswitch);
-                free(vm->nics[i].profile);
-                free(vm->nics[i].model);
-        }
-        free(vm->nics);
-        json_decref(vm->config);
-        *vm = (vb_hv_vm){};
+        vb_hv_vm_clear(vm);
 }
 
 static void inventory_done(vb_hv_inventory *inv)
@@ -360,6 +368,14 @@ static int vm_merge(json_t *a, json_t *b, vb_hv_vm *vm)
             (vm->cluster_id && json_object_set_new(vm->config, "clusterId", json_string(vm->cluster_id)) < 0) ||
             (vm->pool_id && json_object_set_new(vm->config, "hostPoolId", json_string(vm->pool_id)) < 0))
                 return -ENOMEM;
+        /* And the storage pool of each disk, which view B lacks (from A). */
+        json_array_foreach(cas_get_list(vm->config, "storage"), i, item)
+        {
+                for (size_t j = 0; j < vm->n_disks; j++)
+                        if (vm->disks[j].pool && streq_ptr(cas_get_str(item, "path"), vm->disks[j].path) &&
+                            json_object_set_new(item, "poolName", json_string(vm->disks[j].pool)) < 0)
+                                return -ENOMEM;
+        }
         return 0;
 }
 
@@ -471,6 +487,7 @@ fail:
 static void hv_free(vb_hv *hv)
 {
         free(hv->cvm);
+        free(hv->network);
         free(hv);
 }
 
@@ -503,6 +520,7 @@ static int cas_connect(uv_loop_t *loop, const vb_hv_opts *o, vb_hv_connect_fn do
                 .password = o->password ?: "",
                 .insecure = o->insecure,
                 .timeout_ms = o->timeout_ms > UINT32_MAX ? UINT32_MAX : (unsigned)o->timeout_ms,
+                .xml = o->xml,
         };
         vb_hv *hv;
         int r;
@@ -513,12 +531,18 @@ static int cas_connect(uv_loop_t *loop, const vb_hv_opts *o, vb_hv_connect_fn do
         if (!hv)
                 return -ENOMEM;
         hv->loop = loop;
+        hv->xml = o->xml;
+        hv->cvd_port = o->cvd_port ?: CAS_CVD_PORT_DEFAULT;
         hv->task_timeout_ms = CAS_TASK_TIMEOUT_MS_DEFAULT;
+        if (o->network && !(hv->network = strdup(o->network))) {
+                free(hv);
+                return -ENOMEM;
+        }
         hv->connect_done = done;
         hv->connect_userdata = userdata;
         r = cas_http_new(loop, &ho, &hv->http);
         if (r < 0) {
-                free(hv);
+                hv_free(hv);
                 return r;
         }
         hv->cvm = strdup(cas_http_cvm(hv->http));
@@ -542,33 +566,37 @@ void cas_set_task_timeout(vb_hv *hv, uint64_t ms)
         hv->task_timeout_ms = ms ?: CAS_TASK_TIMEOUT_MS_DEFAULT;
 }
 
-/* ---- power (tasks, §2.1-§2.2, §3.3) ---- */
+/* ---- tasks (§2.1-§2.2) ---- */
 
-struct power_op {
+/* A finished task: t is the final message/{msgId} (NULL on failure). */
+typedef void (*task_fn)(void *ctx, vb_error r, const char *msg, const cas_task *t);
+
+struct task_op {
         vb_hv *hv;
-        power_op *next;
+        task_op *next;
         uv_timer_t timer;
         char *vm_id, *vm_name;
-        const char *step; /* "start", "shutdown", "power off" */
+        char *step; /* "start", "snapshot vbak-...", ... */
         int64_t msg_id;
         uint64_t deadline_ns;
-        bool in_request; /* the PUT or a message/{msgId} request is in flight */
-        vb_hv_done_fn done;
-        void *userdata;
+        bool in_request; /* the request that started it or a poll is in flight */
+        task_fn fn;
+        void *ctx;
 };
 
-static void power_free_cb(uv_handle_t *h)
+static void task_free_cb(uv_handle_t *h)
 {
-        power_op *p = h->data;
+        task_op *p = h->data;
 
         free(p->vm_id);
         free(p->vm_name);
+        free(p->step);
         free(p);
 }
 
-static void power_finish(power_op *p, vb_error r, const char *msg)
+static void task_finish(task_op *p, vb_error r, const char *msg, const cas_task *t)
 {
-        power_op **pp;
+        task_op **pp;
 
         for (pp = &p->hv->tasks; *pp; pp = &(*pp)->next)
                 if (*pp == p) {
@@ -576,12 +604,12 @@ static void power_finish(power_op *p, vb_error r, const char *msg)
                         break;
                 }
         uv_timer_stop(&p->timer);
-        p->done(p->userdata, r, msg);
-        uv_close((uv_handle_t *)&p->timer, power_free_cb);
+        p->fn(p->ctx, r, msg, t);
+        uv_close((uv_handle_t *)&p->timer, task_free_cb);
 }
 
-static void power_fail(power_op *p, vb_error r, const char *fmt, ...) _printf_(3, 4);
-static void power_fail(power_op *p, vb_error r, const char *fmt, ...)
+static void task_fail(task_op *p, vb_error r, const char *fmt, ...) _printf_(3, 4);
+static void task_fail(task_op *p, vb_error r, const char *fmt, ...)
 {
         char detail[MSG_MAX], buf[MSG_MAX];
         va_list ap;
@@ -590,102 +618,97 @@ static void power_fail(power_op *p, vb_error r, const char *fmt, ...)
         vsnprintf(detail, sizeof(detail), fmt, ap);
         va_end(ap);
         vm_msg(buf, sizeof(buf), p->hv, p->vm_name, p->vm_id, "%s: %s", p->step, detail);
-        power_finish(p, r, buf);
+        task_finish(p, r, buf, NULL);
 }
 
-static void power_tick(uv_timer_t *t);
+static void task_tick(uv_timer_t *t);
 
-static void power_polled(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+static void task_polled(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
 {
-        power_op *p = ctx;
+        task_op *p = ctx;
         cas_task task;
         int k;
 
         (void)resp;
         p->in_request = false;
         if (r != VB_OK)
-                return power_fail(p, r, "polling task %" PRId64 ": %s", p->msg_id, detail_of(p->hv, msg));
+                return task_fail(p, r, "polling task %" PRId64 ": %s", p->msg_id, detail_of(p->hv, msg));
         k = cas_task_from_json(doc, &task);
         if (k < 0)
-                return power_fail(p, k == -ENOMEM ? VB_E_FAILED : VB_E_PROTOCOL, "task %" PRId64 ": unreadable",
-                                  p->msg_id);
+                return task_fail(p, k == -ENOMEM ? VB_E_FAILED : VB_E_PROTOCOL, "task %" PRId64 ": unreadable",
+                                 p->msg_id);
         if (task.completed) {
+                /* result 1 is a failure even though the HTTP status is 200 (§2.2). */
                 if (task.result == CAS_TASK_FAIL)
-                        power_fail(p, VB_E_REFUSED, "task failed: %s",
-                                   task.fail_msg ?: task.detail ?: "no reason given");
+                        task_fail(p, VB_E_REFUSED, "task failed: %s", task.fail_msg ?: task.detail ?: "no reason given");
                 else
-                        power_finish(p, VB_OK, "");
+                        task_finish(p, VB_OK, "", &task);
                 cas_task_done(&task);
                 return;
         }
         cas_task_done(&task);
         if (vb_now_ns() >= p->deadline_ns)
-                return power_fail(p, VB_E_NETWORK, "task %" PRId64 " did not complete in %" PRIu64 " s", p->msg_id,
-                                  p->hv->task_timeout_ms / 1000);
-        uv_timer_start(&p->timer, power_tick, TASK_POLL_MS, 0);
+                return task_fail(p, VB_E_NETWORK, "task %" PRId64 " did not complete in %" PRIu64 " s", p->msg_id,
+                                 p->hv->task_timeout_ms / 1000);
+        uv_timer_start(&p->timer, task_tick, TASK_POLL_MS, 0);
 }
 
-static void power_tick(uv_timer_t *t)
+static void task_tick(uv_timer_t *t)
 {
-        power_op *p = t->data;
+        task_op *p = t->data;
         char path[64];
         int k;
 
         snprintf(path, sizeof(path), "/message/%" PRId64, p->msg_id);
-        k = call_start(p->hv, "GET", path, power_polled, p);
+        k = call_start(p->hv, "GET", path, task_polled, p);
         if (k < 0)
-                return power_fail(p, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, "polling: %s", strerror(-k));
+                return task_fail(p, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, "polling: %s", strerror(-k));
         p->in_request = true;
 }
 
-static void power_started(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+static void task_started(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
 {
-        power_op *p = ctx;
+        task_op *p = ctx;
         cas_task task;
         int k;
 
         (void)resp;
         p->in_request = false;
         if (r != VB_OK)
-                return power_fail(p, r, "%s", detail_of(p->hv, msg));
+                return task_fail(p, r, "%s", detail_of(p->hv, msg));
         k = cas_task_from_json(doc, &task);
         if (k < 0)
-                return power_fail(p, k == -ENOMEM ? VB_E_FAILED : VB_E_PROTOCOL, "the answer is no taskMsg");
+                return task_fail(p, k == -ENOMEM ? VB_E_FAILED : VB_E_PROTOCOL, "the answer is no taskMsg");
         p->msg_id = task.msg_id;
         cas_task_done(&task);
         p->deadline_ns = vb_now_ns() + p->hv->task_timeout_ms * 1000000ull;
-        uv_timer_start(&p->timer, power_tick, TASK_FIRST_POLL_MS, 0);
+        uv_timer_start(&p->timer, task_tick, TASK_FIRST_POLL_MS, 0);
 }
 
-static int cas_power(vb_hv *hv, const vb_hv_vm *vm, vb_power_op op, vb_hv_done_fn done, void *userdata)
+/* Starts an operation that answers a taskMsg and follows it to its end:
+ * fn is called once, later, with the final message (0), or not at all
+ * (-errno). body (borrowed, may be NULL) is rendered under root. step
+ * names the operation in messages. */
+static int task_start(vb_hv *hv, const char *method, const char *path, json_t *body, const char *root,
+                      const char *vm_name, const char *vm_id, const char *step, task_fn fn, void *ctx)
 {
-        static const char *const verbs[] = {
-                [VB_POWER_START] = "start", [VB_POWER_SHUTDOWN] = "stop", [VB_POWER_OFF] = "powerOff"
-        };
-        static const char *const steps[] = {
-                [VB_POWER_START] = "start", [VB_POWER_SHUTDOWN] = "shutdown", [VB_POWER_OFF] = "power off"
-        };
-        char path[256];
-        power_op *p;
+        task_op *p = calloc(1, sizeof(*p));
         int r;
 
-        if ((unsigned)op > VB_POWER_OFF || !vm->id || strpbrk(vm->id, "/?&#% ") || strlen(vm->id) > 128)
-                return -EINVAL;
-        p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
-        *p = (power_op){ .hv = hv,
-                         .vm_id = strdup(vm->id),
-                         .vm_name = vm->name ? strdup(vm->name) : NULL,
-                         .step = steps[op],
-                         .done = done,
-                         .userdata = userdata };
-        if (!p->vm_id || (vm->name && !p->vm_name)) {
+        *p = (task_op){ .hv = hv,
+                        .vm_id = vm_id ? strdup(vm_id) : NULL,
+                        .vm_name = vm_name ? strdup(vm_name) : NULL,
+                        .step = strdup(step),
+                        .fn = fn,
+                        .ctx = ctx };
+        if ((vm_id && !p->vm_id) || (vm_name && !p->vm_name) || !p->step) {
                 r = -ENOMEM;
                 goto fail;
         }
-        snprintf(path, sizeof(path), "/vm/%s/%s", verbs[op], vm->id);
-        r = call_start(hv, "PUT", path, power_started, p);
+        r = body ? call_body(hv, method, path, body, root, task_started, p)
+                 : call_start(hv, method, path, task_started, p);
         if (r < 0)
                 goto fail;
         p->in_request = true;
@@ -697,8 +720,63 @@ static int cas_power(vb_hv *hv, const vb_hv_vm *vm, vb_power_op op, vb_hv_done_f
 fail:
         free(p->vm_id);
         free(p->vm_name);
+        free(p->step);
         free(p);
         return r;
+}
+
+/* ids go into paths as they are: digits (or a uuid) only. */
+static bool id_ok(const char *id)
+{
+        return id && *id && strlen(id) <= 128 && !strpbrk(id, "/?&#% \t\r\n");
+}
+
+/* ---- power (§3.3) ---- */
+
+typedef struct done_op {
+        vb_hv_done_fn done;
+        void *userdata;
+} done_op;
+
+static void done_op_task(void *ctx, vb_error r, const char *msg, const cas_task *t)
+{
+        done_op *d = ctx;
+
+        (void)t;
+        d->done(d->userdata, r, msg);
+        free(d);
+}
+
+/* A task whose caller only wants to know how it ended. */
+static int task_simple(vb_hv *hv, const char *method, const char *path, json_t *body, const char *root,
+                       const vb_hv_vm *vm, const char *step, vb_hv_done_fn done, void *userdata)
+{
+        done_op *d = calloc(1, sizeof(*d));
+        int r;
+
+        if (!d)
+                return -ENOMEM;
+        *d = (done_op){ done, userdata };
+        r = task_start(hv, method, path, body, root, vm ? vm->name : NULL, vm ? vm->id : NULL, step, done_op_task, d);
+        if (r < 0)
+                free(d);
+        return r;
+}
+
+static int cas_power(vb_hv *hv, const vb_hv_vm *vm, vb_power_op op, vb_hv_done_fn done, void *userdata)
+{
+        static const char *const verbs[] = {
+                [VB_POWER_START] = "start", [VB_POWER_SHUTDOWN] = "stop", [VB_POWER_OFF] = "powerOff"
+        };
+        static const char *const steps[] = {
+                [VB_POWER_START] = "start", [VB_POWER_SHUTDOWN] = "shutdown", [VB_POWER_OFF] = "power off"
+        };
+        char path[256];
+
+        if ((unsigned)op > VB_POWER_OFF || !id_ok(vm->id))
+                return -EINVAL;
+        snprintf(path, sizeof(path), "/vm/%s/%s", verbs[op], vm->id);
+        return task_simple(hv, "PUT", path, NULL, NULL, vm, steps[op], done, userdata);
 }
 
 static void cas_disconnect(vb_hv *hv)
@@ -707,10 +785,10 @@ static void cas_disconnect(vb_hv *hv)
                 return;
         hv->closing = true;
         /* Polls waiting on their timer; those with a request in flight end with it below. */
-        for (power_op *p = hv->tasks, *next; p; p = next) {
+        for (task_op *p = hv->tasks, *next; p; p = next) {
                 next = p->next;
                 if (!p->in_request)
-                        power_fail(p, VB_E_INTERRUPTED, "disconnected");
+                        task_fail(p, VB_E_INTERRUPTED, "disconnected");
         }
         cas_http_close(hv->http, hv_closed, hv);
 }
@@ -1101,7 +1179,7 @@ typedef struct free_op {
         char *vm_id, *vm_name;
         char **paths;
         size_t n_paths;
-        vb_hv_size_fn done;
+        vb_hv_space_fn done;
         void *userdata;
 } free_op;
 
@@ -1143,7 +1221,7 @@ static void free_answered(void *ctx, vb_error r, const char *msg, json_t *doc, c
 {
         free_op *f = ctx;
         char buf[MSG_MAX];
-        uint64_t least = UINT64_MAX;
+        vb_hv_space space = { .free = UINT64_MAX };
         json_t *pools;
 
         (void)resp;
@@ -1169,16 +1247,19 @@ static void free_answered(void *ctx, vb_error r, const char *msg, json_t *doc, c
                         goto out;
                 }
                 b = get_mb(p, "freeSize");
-                if (b < least)
-                        least = b;
+                if (b < space.free) {
+                        space.free = b;
+                        space.total = get_mb(p, "totalSize");
+                        space.pool = cas_get_str(p, "name");
+                }
         }
         buf[0] = 0;
 out:
-        f->done(f->userdata, r, buf, r == VB_OK ? least : 0);
+        f->done(f->userdata, r, buf, r == VB_OK ? &space : NULL);
         free_op_free(f);
 }
 
-static int cas_storage_free(vb_hv *hv, const vb_hv_vm *vm, vb_hv_size_fn done, void *userdata)
+static int cas_storage_free(vb_hv *hv, const vb_hv_vm *vm, vb_hv_space_fn done, void *userdata)
 {
         char path[256];
         free_op *f;
@@ -1219,6 +1300,822 @@ fail:
         return k;
 }
 
+/* ---- snapshots (§3.4) and guest quiesce (§3.8) ---- */
+
+/* Names of our snapshots: "vbak-YYYYMMDD-HHMMSS-XXXX" (UTC, 4 random hex
+ * digits), also the checkpoint an external one leaves on the disks. */
+static int snapshot_name(char **ret)
+{
+        uint8_t rnd[2];
+        char when[32];
+        struct tm tm;
+        time_t now = time(NULL);
+
+        if (vb_random_bytes(rnd, sizeof(rnd)) < 0 || !gmtime_r(&now, &tm))
+                return -EIO;
+        strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
+        return asprintf(ret, "vbak-%s-%02x%02x", when, rnd[0], rnd[1]) < 0 ? -ENOMEM : 0;
+}
+
+typedef struct snap_op {
+        vb_hv *hv;
+        char *vm_id, *vm_name;
+        vb_hv_snapshot s;
+        bool quiesce, frozen;
+        vb_error r; /* the snapshot's own result, kept while the guest thaws */
+        char msg[MSG_MAX];
+        vb_hv_snapshot_fn done;
+        void *userdata;
+} snap_op;
+
+static void snap_finish(snap_op *o)
+{
+        o->done(o->userdata, o->r, o->msg, o->r == VB_OK ? &o->s : NULL);
+        vb_hv_snapshot_clear(&o->s);
+        free(o->vm_id);
+        free(o->vm_name);
+        free(o);
+}
+
+static void snap_fail_errno(snap_op *o, int k, const char *step)
+{
+        o->r = k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED;
+        vm_msg(o->msg, sizeof(o->msg), o->hv, o->vm_name, o->vm_id, "%s: %s", step, strerror(-k));
+        snap_finish(o);
+}
+
+/* A guest agent command through the CVM (`POST vm/{id}/executeCmd`, §3.8);
+ * its body is JSON whatever the platform's format. */
+static int guest_command(snap_op *o, const char *command, call_fn fn)
+{
+        _cleanup_free_ char *body = NULL;
+        char path[256];
+        json_t *j = json_pack("{s:s}", "command", command);
+
+        if (!j)
+                return -ENOMEM;
+        body = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (!body)
+                return -ENOMEM;
+        snprintf(path, sizeof(path), "/vm/%s/executeCmd", o->vm_id);
+        return call_send(o->hv, "POST", path, body, "application/json", fn, o);
+}
+
+/* An answer in rsResult form may still say no (state 1, §2.3). */
+static bool guest_refused(json_t *doc, char **why)
+{
+        cas_rs_result rs;
+
+        if (!json_object_get(doc, "state") || cas_rs_result_from_json(doc, &rs) < 0)
+                return false;
+        if (rs.state == 0) {
+                cas_rs_result_done(&rs);
+                return false;
+        }
+        *why = rs.message ? strdup(rs.message) : NULL;
+        cas_rs_result_done(&rs);
+        return true;
+}
+
+static void snap_thawed(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        snap_op *o = ctx;
+        _cleanup_free_ char *why = NULL;
+
+        (void)resp;
+        if (r == VB_OK && guest_refused(doc, &why))
+                r = VB_E_REFUSED;
+        /* The guest's agent thaws by itself after its own timeout; say so, go on. */
+        if (r != VB_OK)
+                log_warning("CVM %s: vm %s (id %s): thawing the guest's file systems: %s", o->hv->cvm, o->vm_name,
+                            o->vm_id, why ?: detail_of(o->hv, msg));
+        snap_finish(o);
+}
+
+static void snap_taken(void *ctx, vb_error r, const char *msg, const cas_task *t)
+{
+        snap_op *o = ctx;
+        int k;
+
+        (void)t;
+        o->r = r;
+        snprintf(o->msg, sizeof(o->msg), "%s", msg);
+        if (!o->frozen)
+                return snap_finish(o);
+        k = guest_command(o, "{\"execute\":\"guest-fsfreeze-thaw\"}", snap_thawed);
+        if (k < 0) {
+                log_warning("CVM %s: vm %s (id %s): cannot ask the guest to thaw: %s", o->hv->cvm, o->vm_name, o->vm_id,
+                            strerror(-k));
+                snap_finish(o);
+        }
+}
+
+static void snap_take(snap_op *o)
+{
+        char step[128];
+        json_t *body;
+        int k;
+
+        /* snapshotMode 1 internal, 2 external; no memory state (§3.4). */
+        body = json_pack("{s:s, s:s, s:s, s:b, s:i}", "vmId", o->vm_id, "name", o->s.name, "desc", "vbak backup",
+                         "snapMem", 0, "snapshotMode", o->s.type == VB_SNAPSHOT_INTERNAL ? 1 : 2);
+        snprintf(step, sizeof(step), "%s snapshot %s", vb_snapshot_type_to_string(o->s.type), o->s.name);
+        k = body ? task_start(o->hv, "POST", "/vm/snapshot", body, "snapshot", o->vm_name, o->vm_id, step, snap_taken,
+                              o)
+                 : -ENOMEM;
+        json_decref(body);
+        if (k < 0)
+                snap_fail_errno(o, k, step);
+}
+
+static void snap_frozen(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        snap_op *o = ctx;
+        _cleanup_free_ char *why = NULL;
+
+        (void)resp;
+        if (r == VB_E_INTERRUPTED) {
+                o->r = r;
+                snprintf(o->msg, sizeof(o->msg), "%s", msg);
+                return snap_finish(o);
+        }
+        if (r == VB_OK && !guest_refused(doc, &why)) {
+                o->frozen = true;
+                o->s.quiesced = true;
+        } else if (asprintf(&o->s.note, "the guest agent did not freeze the file systems (%s): crash-consistent",
+                            why
+                                    ?: r == VB_OK ? "refused"
+                                                  : detail_of(o->hv, msg)) < 0) {
+                o->s.note = NULL;
+        }
+        snap_take(o);
+}
+
+static int cas_snapshot_create(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type type, bool quiesce,
+                               vb_hv_snapshot_fn done, void *userdata)
+{
+        snap_op *o;
+        int k;
+
+        if (!id_ok(vm->id) || (unsigned)type > VB_SNAPSHOT_EXTERNAL)
+                return -EINVAL;
+        o = calloc(1, sizeof(*o));
+        if (!o)
+                return -ENOMEM;
+        /* Adaptive is external: its base is frozen while the VM writes to the
+         * overlay, the disk service reads the base with changed-block
+         * tracking, and deleting the snapshot commits the overlay back (which
+         * the new checkpoint records). An internal snapshot of a running VM
+         * can only be read whole. */
+        *o = (snap_op){ .hv = hv,
+                        .vm_id = strdup(vm->id),
+                        .vm_name = vm->name ? strdup(vm->name) : NULL,
+                        .s = { .type = type == VB_SNAPSHOT_INTERNAL ? VB_SNAPSHOT_INTERNAL : VB_SNAPSHOT_EXTERNAL },
+                        .quiesce = quiesce && vm->state == VB_VM_RUNNING,
+                        .done = done,
+                        .userdata = userdata };
+        k = snapshot_name(&o->s.name);
+        if (k < 0 || !o->vm_id || (vm->name && !o->vm_name)) {
+                k = k < 0 ? k : -ENOMEM;
+                goto fail;
+        }
+        if (!o->quiesce) {
+                if (quiesce && asprintf(&o->s.note, "the VM is not running: crash-consistent") < 0)
+                        o->s.note = NULL;
+                snap_take(o);
+                return 0;
+        }
+        k = guest_command(o, "{\"execute\":\"guest-fsfreeze-freeze\"}", snap_frozen);
+        if (k < 0)
+                goto fail;
+        return 0;
+fail:
+        vb_hv_snapshot_clear(&o->s);
+        free(o->vm_id);
+        free(o->vm_name);
+        free(o);
+        return k;
+}
+
+typedef struct unsnap_op {
+        vb_hv *hv;
+        char *vm_id, *vm_name, *name;
+        vb_hv_done_fn done;
+        void *userdata;
+} unsnap_op;
+
+static void unsnap_free(unsnap_op *o)
+{
+        free(o->vm_id);
+        free(o->vm_name);
+        free(o->name);
+        free(o);
+}
+
+static void unsnap_deleted(void *ctx, vb_error r, const char *msg, const cas_task *t)
+{
+        unsnap_op *o = ctx;
+
+        (void)t;
+        o->done(o->userdata, r, msg);
+        unsnap_free(o);
+}
+
+/* The snapshot list is a tree: each one's children under `snapshots` (§3.4). */
+static bool snapshot_listed(json_t *list, const char *name, int depth)
+{
+        json_t *item;
+        size_t i;
+
+        if (!list || depth > 64)
+                return false;
+        json_array_foreach(list, i, item)
+        {
+                if (streq_ptr(cas_get_str(item, "name"), name))
+                        return true;
+                if (snapshot_listed(cas_get_list(cas_get_obj(item, "snapshots"), "snapshot"), name, depth + 1))
+                        return true;
+        }
+        return false;
+}
+
+static void unsnap_listed(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        unsnap_op *o = ctx;
+        char buf[MSG_MAX], path[512], step[128];
+        int k;
+
+        (void)resp;
+        snprintf(step, sizeof(step), "deleting snapshot %s", o->name);
+        if (r != VB_OK) {
+                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "%s: listing snapshots: %s", step,
+                       detail_of(o->hv, msg));
+                o->done(o->userdata, r, buf);
+                return unsnap_free(o);
+        }
+        /* Gone already (a create that failed, a second cleanup): nothing to do. */
+        if (!snapshot_listed(cas_get_list(doc, "snapshot"), o->name, 0)) {
+                log_debug("CVM %s: vm %s: snapshot %s is not there", o->hv->cvm, o->vm_name, o->name);
+                o->done(o->userdata, VB_OK, "");
+                return unsnap_free(o);
+        }
+        snprintf(path, sizeof(path), "/vm/snapshot/%s/%s", o->vm_id, o->name);
+        k = task_start(o->hv, "DELETE", path, NULL, NULL, o->vm_name, o->vm_id, step, unsnap_deleted, o);
+        if (k < 0) {
+                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "%s: %s", step, strerror(-k));
+                o->done(o->userdata, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, buf);
+                unsnap_free(o);
+        }
+}
+
+static int cas_snapshot_delete(vb_hv *hv, const vb_hv_vm *vm, const char *name, vb_hv_done_fn done, void *userdata)
+{
+        char path[256];
+        unsnap_op *o;
+        int k;
+
+        if (!id_ok(vm->id) || !name || !*name || strlen(name) > 64 || strpbrk(name, "/?&#% \"'\\"))
+                return -EINVAL;
+        o = calloc(1, sizeof(*o));
+        if (!o)
+                return -ENOMEM;
+        *o = (unsnap_op){ .hv = hv,
+                          .vm_id = strdup(vm->id),
+                          .vm_name = vm->name ? strdup(vm->name) : NULL,
+                          .name = strdup(name),
+                          .done = done,
+                          .userdata = userdata };
+        if (!o->vm_id || !o->name || (vm->name && !o->vm_name)) {
+                unsnap_free(o);
+                return -ENOMEM;
+        }
+        snprintf(path, sizeof(path), "/vm/snapshot/%s", vm->id);
+        k = call_start(hv, "GET", path, unsnap_listed, o);
+        if (k < 0)
+                unsnap_free(o);
+        return k;
+}
+
+/* ---- CBT (§3.5) ---- */
+
+typedef struct cbt_op {
+        vb_hv *hv;
+        char *vm_id, *vm_name;
+        vb_hv_cbt_fn done;
+        void *userdata;
+} cbt_op;
+
+static void cbt_finish(cbt_op *o, vb_error r, const char *msg, bool valid, const char *why)
+{
+        o->done(o->userdata, r, msg, valid, why);
+        free(o->vm_id);
+        free(o->vm_name);
+        free(o);
+}
+
+static void cbt_checked(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        cbt_op *o = ctx;
+        char buf[MSG_MAX];
+        const char *s;
+
+        (void)resp;
+        if (r != VB_OK) {
+                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "checkCbtBackup: %s", detail_of(o->hv, msg));
+                return cbt_finish(o, r, buf, false, NULL);
+        }
+        /* A bare true/false (§3.5); a string when served as text. */
+        s = json_is_string(doc) ? json_string_value(doc) : NULL;
+        if (json_is_true(doc) || streq_ptr(s, "true"))
+                return cbt_finish(o, VB_OK, "", true, NULL);
+        if (json_is_false(doc) || streq_ptr(s, "false"))
+                return cbt_finish(o, VB_OK, "", false,
+                                  "CAS reports the VM's changed-block tracking invalid (checkCbtBackup is false: "
+                                  "the VM was power-cycled, migrated or its disks changed)");
+        vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "checkCbtBackup: neither true nor false");
+        cbt_finish(o, VB_E_PROTOCOL, buf, false, NULL);
+}
+
+static void cbt_capable(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        cbt_op *o = ctx;
+        char buf[MSG_MAX], path[256];
+        bool b;
+        int k;
+
+        (void)resp;
+        if (r != VB_OK) {
+                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "capabilities: %s", detail_of(o->hv, msg));
+                return cbt_finish(o, r, buf, false, NULL);
+        }
+        if (cas_get_bool(doc, "supportCbt", &b) == 0 && !b)
+                return cbt_finish(o, VB_OK, "", false,
+                                  "the VM does not support changed-block tracking (supportCbt is false: a disk "
+                                  "is not qcow2)");
+        snprintf(path, sizeof(path), "/vm/checkCbtBackup/%s", o->vm_id);
+        k = call_start(o->hv, "PUT", path, cbt_checked, o);
+        if (k < 0) {
+                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "checkCbtBackup: %s", strerror(-k));
+                cbt_finish(o, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, buf, false, NULL);
+        }
+}
+
+static int cas_cbt_check(vb_hv *hv, const vb_hv_vm *vm, vb_hv_cbt_fn done, void *userdata)
+{
+        char path[256];
+        cbt_op *o;
+        int k;
+
+        if (!id_ok(vm->id))
+                return -EINVAL;
+        o = calloc(1, sizeof(*o));
+        if (!o)
+                return -ENOMEM;
+        *o = (cbt_op){ .hv = hv,
+                       .vm_id = strdup(vm->id),
+                       .vm_name = vm->name ? strdup(vm->name) : NULL,
+                       .done = done,
+                       .userdata = userdata };
+        if (!o->vm_id || (vm->name && !o->vm_name)) {
+                k = -ENOMEM;
+                goto fail;
+        }
+        snprintf(path, sizeof(path), "/vm/%s/capabilities", vm->id);
+        k = call_start(hv, "GET", path, cbt_capable, o);
+        if (k < 0)
+                goto fail;
+        return 0;
+fail:
+        free(o->vm_id);
+        free(o->vm_name);
+        free(o);
+        return k;
+}
+
+/* ---- disks through the host's disk service (§4) ---- */
+
+typedef struct src_op {
+        vb_hv *hv;
+        char *vm_id, *vm_name, *device, *path;
+        char *snapshot; /* internal: read this snapshot */
+        char *since, *checkpoint;
+        bool write;
+        vb_hv_source_fn done;
+        void *userdata;
+} src_op;
+
+static void src_free(src_op *o)
+{
+        free(o->vm_id);
+        free(o->vm_name);
+        free(o->device);
+        free(o->path);
+        free(o->snapshot);
+        free(o->since);
+        free(o->checkpoint);
+        free(o);
+}
+
+/* The host's address on the preferred network (design: adaptive tries
+ * backup, then storage, then management); the pNIC on vswitch0 when no NIC
+ * carries that network, the host's ip last. Host detail lists one pNIC per
+ * network with vsName, ipAddr and usage (the simulator's names for fields
+ * CAS does not document publicly). */
+static const char *host_address(json_t *host, const char *network)
+{
+        static const char *const adaptive[] = { "backup", "storage", "management" };
+        json_t *nics = cas_get_list(host, "pNIC"), *nic;
+        size_t i;
+
+        for (size_t k = 0; k < ELEMENTSOF(adaptive); k++) {
+                const char *want = network && !streq(network, "adaptive") ? network : adaptive[k];
+
+                json_array_foreach(nics, i, nic) if (streq_ptr(cas_get_str(nic, "usage"), want) &&
+                                                     cas_get_str(nic, "ipAddr")) return cas_get_str(nic, "ipAddr");
+                if (network && !streq(network, "adaptive"))
+                        break;
+        }
+        json_array_foreach(nics, i, nic) if (streq_ptr(cas_get_str(nic, "vsName"), "vswitch0") &&
+                                             cas_get_str(nic, "ipAddr")) return cas_get_str(nic, "ipAddr");
+        return cas_get_str(host, "ip");
+}
+
+static void src_host(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        src_op *o = ctx;
+        vb_hv_disk_source src = {};
+        const char *addr;
+        char buf[MSG_MAX];
+        bool v6;
+
+        (void)resp;
+        if (r != VB_OK) {
+                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "disk %s: finding its host: %s",
+                       o->device ?: o->path, detail_of(o->hv, msg));
+                o->done(o->userdata, r, buf, NULL);
+                return src_free(o);
+        }
+        addr = host_address(doc, o->hv->network);
+        if (!addr || !*addr) {
+                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "disk %s: its host has no address",
+                       o->device ?: o->path);
+                o->done(o->userdata, VB_E_PROTOCOL, buf, NULL);
+                return src_free(o);
+        }
+        v6 = strchr(addr, ':') != NULL;
+        if (asprintf(&src.url, "cvd://%s%s%s:%u/%s%s%s%s", v6 ? "[" : "", addr, v6 ? "]" : "", o->hv->cvd_port,
+                     o->vm_name, o->path, o->snapshot ? "?snapshot=" : "", o->snapshot ?: "") < 0) {
+                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "disk %s: %s", o->device ?: o->path,
+                       strerror(ENOMEM));
+                o->done(o->userdata, VB_E_FAILED, buf, NULL);
+                return src_free(o);
+        }
+        src.since = o->snapshot ? NULL : o->since;
+        src.checkpoint = o->checkpoint;
+        if (o->snapshot && o->since)
+                src.note = (char *)"an internal snapshot carries no changed-block tracking: reading all allocated "
+                                   "data (external snapshots allow incrementals)";
+        o->done(o->userdata, VB_OK, "", &src);
+        free(src.url);
+        src_free(o);
+}
+
+static int src_start(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, const vb_hv_snapshot *s, const char *since,
+                     bool write, vb_hv_source_fn done, void *userdata)
+{
+        char path[256];
+        src_op *o;
+        bool oom = false;
+        int k;
+
+        /* A restore writes the disks of a VM that does not exist yet: no id. */
+        if ((!write && !id_ok(vm->id)) || !id_ok(vm->host_id) || !vm->name || !disk->path || disk->path[0] != '/')
+                return -EINVAL;
+        o = calloc(1, sizeof(*o));
+        if (!o)
+                return -ENOMEM;
+        *o = (src_op){ .hv = hv, .write = write, .done = done, .userdata = userdata };
+        o->vm_id = vm->id ? strdup(vm->id) : NULL;
+        o->vm_name = strdup(vm->name);
+        o->path = strdup(disk->path);
+        oom = (vm->id && !o->vm_id) || !o->vm_name || !o->path;
+        if (disk->device && !(o->device = strdup(disk->device)))
+                oom = true;
+        if (s && s->type == VB_SNAPSHOT_INTERNAL) {
+                /* Read the snapshot itself; its changes since a checkpoint are not known. */
+                if (!(o->snapshot = strdup(s->name)))
+                        oom = true;
+                if (since && !(o->since = strdup(since)))
+                        oom = true;
+        } else if (s && streq_ptr(disk->format, "qcow2")) {
+                /* External: the base (the disk's path before the snapshot) is
+                 * frozen. Checkpoints are qcow2 dirty bitmaps: a raw disk
+                 * has none and is read whole. */
+                if ((since && !(o->since = strdup(since))) || !(o->checkpoint = strdup(s->name)))
+                        oom = true;
+        }
+        if (oom) {
+                src_free(o);
+                return -ENOMEM;
+        }
+        snprintf(path, sizeof(path), "/host/id/%s", vm->host_id);
+        k = call_start(hv, "GET", path, src_host, o);
+        if (k < 0)
+                src_free(o);
+        return k;
+}
+
+static int cas_disk_source(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, const vb_hv_snapshot *s,
+                           const char *since, vb_hv_source_fn done, void *userdata)
+{
+        return src_start(hv, vm, disk, s, since, false, done, userdata);
+}
+
+static int cas_disk_target(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, vb_hv_source_fn done, void *userdata)
+{
+        return src_start(hv, vm, disk, NULL, NULL, true, done, userdata);
+}
+
+/* ---- the restore side (§3.6, §3.7) ---- */
+
+/* The new object's id once its task is done (vm/add: targetId). */
+typedef struct id_op {
+        vb_hv *hv;
+        vb_hv_id_fn done;
+        void *userdata;
+        char *host_id, *pool, *name; /* volume_create: to find the new volume's path */
+} id_op;
+
+static void id_op_free(id_op *o)
+{
+        free(o->host_id);
+        free(o->pool);
+        free(o->name);
+        free(o);
+}
+
+static void vm_added(void *ctx, vb_error r, const char *msg, const cas_task *t)
+{
+        id_op *o = ctx;
+        char id[32];
+
+        if (r == VB_OK && t->target_id <= 0) {
+                o->done(o->userdata, VB_E_PROTOCOL, "vm/add: the finished task names no new VM (targetId)", NULL);
+                return id_op_free(o);
+        }
+        if (r == VB_OK)
+                snprintf(id, sizeof(id), "%" PRId64, t->target_id);
+        o->done(o->userdata, r, msg, r == VB_OK ? id : NULL);
+        id_op_free(o);
+}
+
+/* vm/add's <domain> (§3.7) from a captured configuration (view B, §3.2,
+ * possibly edited by the restore: name, title, hostId, disk paths). */
+static json_t *domain_from_config(json_t *config)
+{
+        json_t *cpu = cas_get_obj(config, "cpu"), *mem = cas_get_obj(config, "memory"), *item;
+        json_t *d, *nets = json_array(), *disks = json_array();
+        int64_t v, sockets = 1, cores = 1, memory = 512;
+        size_t i;
+
+        if (!nets || !disks)
+                goto oom;
+        if (cpu && cas_get_i64(cpu, "cpuSockets", &v) == 0 && v > 0)
+                sockets = v;
+        if (cpu && cas_get_i64(cpu, "cpuCores", &v) == 0 && v > 0)
+                cores = v;
+        if (mem && cas_get_i64(mem, "size", &v) == 0 && v > 0)
+                memory = v;
+        else if (cas_get_i64(config, "memory", &v) == 0 && v > 0)
+                memory = v;
+        json_array_foreach(cas_get_list(config, "network"), i, item)
+        {
+                json_t *n = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?}", "vsId", cas_get_str(item, "vsId"), "vsName",
+                                      cas_get_str(item, "vsName"), "profileId", cas_get_str(item, "profileId"),
+                                      "deviceModel", cas_get_str(item, "deviceModel"), "mac", cas_get_str(item, "mac"));
+                if (!n || json_array_append_new(nets, n) < 0)
+                        goto oom;
+        }
+        json_array_foreach(cas_get_list(config, "storage"), i, item)
+        {
+                const char *kind = cas_get_str(item, "device");
+                json_t *s;
+
+                if (kind && !streq(kind, "disk"))
+                        continue;
+                s = json_pack("{s:s, s:s?, s:s?, s:s?, s:s, s:s?, s:s?}", "device", "disk", "deviceName",
+                              cas_get_str(item, "deviceName"), "storeFile", cas_get_str(item, "path"), "targetBus",
+                              cas_get_str(item, "targetBus"), "type", cas_get_str(item, "fileType") ?: "file",
+                              "driveType", cas_get_str(item, "format"), "cacheType", cas_get_str(item, "cacheType"));
+                if (!s || json_array_append_new(disks, s) < 0)
+                        goto oom;
+                if (cas_get_i64(item, "size", &v) == 0)
+                        json_object_set_new(s, "capacity", json_integer(v));
+        }
+        d = json_pack("{s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:I, s:I, s:s, s:i, s:i, s:o, s:o}", "name",
+                      cas_get_str(config, "name"), "title", cas_get_str(config, "title"), "hostId",
+                      cas_get_str(config, "hostId"), "hostPoolId", cas_get_str(config, "hostPoolId"), "memory",
+                      (json_int_t)memory, "memoryInit", (json_int_t)memory, "cpuSockets", (json_int_t)sockets,
+                      "cpuCores", (json_int_t)cores, "cpuMode", (cpu ? cas_get_str(cpu, "cpuMode") : NULL) ?: "custom",
+                      "formatEnable", 1, "autoMigrate", 0, "network", nets, "storage", disks);
+        if (d && cas_get_i64(config, "system", &v) == 0)
+                json_object_set_new(d, "system", json_integer(v));
+        return d;
+oom:
+        json_decref(nets);
+        json_decref(disks);
+        return NULL;
+}
+
+static int cas_vm_create(vb_hv *hv, json_t *config, vb_hv_id_fn done, void *userdata)
+{
+        json_t *domain;
+        id_op *o;
+        char step[160];
+        int k;
+
+        if (!json_is_object(config) || !cas_get_str(config, "name"))
+                return -EINVAL;
+        domain = domain_from_config(config);
+        if (!domain)
+                return -ENOMEM;
+        o = calloc(1, sizeof(*o));
+        if (!o) {
+                json_decref(domain);
+                return -ENOMEM;
+        }
+        *o = (id_op){ .hv = hv, .done = done, .userdata = userdata };
+        snprintf(step, sizeof(step), "creating vm %s", cas_get_str(domain, "name"));
+        k = task_start(hv, "POST", "/vm/add", domain, "domain", NULL, NULL, step, vm_added, o);
+        json_decref(domain);
+        if (k < 0)
+                id_op_free(o);
+        return k;
+}
+
+static void volume_listed(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        id_op *o = ctx;
+        json_t *item;
+        size_t i;
+
+        (void)resp;
+        if (r != VB_OK) {
+                o->done(o->userdata, r, msg, NULL);
+                return id_op_free(o);
+        }
+        json_array_foreach(cas_get_list(doc, "storageVolume"), i,
+                           item) if (streq_ptr(cas_get_str(item, "name"), o->name) && cas_get_str(item, "path"))
+        {
+                o->done(o->userdata, VB_OK, "", cas_get_str(item, "path"));
+                return id_op_free(o);
+        }
+        o->done(o->userdata, VB_E_PROTOCOL, "storage/volume: the new volume is not listed", NULL);
+        id_op_free(o);
+}
+
+static void volume_created(void *ctx, vb_error r, const char *msg, const cas_task *t)
+{
+        id_op *o = ctx;
+        char path[512];
+        int k;
+
+        (void)t;
+        if (r != VB_OK) {
+                o->done(o->userdata, r, msg, NULL);
+                return id_op_free(o);
+        }
+        /* Its path, which attaching it needs (§3.6). */
+        snprintf(path, sizeof(path), "/storage/volume?hostId=%s&poolName=%s&volumeName=%s", o->host_id, o->pool,
+                 o->name);
+        k = call_start(o->hv, "GET", path, volume_listed, o);
+        if (k < 0) {
+                o->done(o->userdata, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, strerror(-k), NULL);
+                id_op_free(o);
+        }
+}
+
+/* Names that go into paths and queries as they are. */
+static bool name_ok(const char *s)
+{
+        return s && *s && strlen(s) <= 128 && s[0] != '.' &&
+               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq"
+                         "rstuvwxyz0123456789._-") == strlen(s);
+}
+
+static int cas_volume_create(vb_hv *hv, const char *host_id, const char *pool, const char *name, const char *format,
+                             uint64_t size, vb_hv_id_fn done, void *userdata)
+{
+        json_t *body;
+        id_op *o;
+        char step[300];
+        int k;
+
+        if (!id_ok(host_id) || !name_ok(pool) || !name_ok(name) || !format ||
+            (!streq(format, "qcow2") && !streq(format, "raw")) || size == 0)
+                return -EINVAL;
+        o = calloc(1, sizeof(*o));
+        if (!o)
+                return -ENOMEM;
+        *o = (id_op){ .hv = hv,
+                      .done = done,
+                      .userdata = userdata,
+                      .host_id = strdup(host_id),
+                      .pool = strdup(pool),
+                      .name = strdup(name) };
+        /* capacity in MB, rounded up (§3.6: sizes are MB). */
+        body = json_pack("{s:s, s:s, s:s, s:I, s:s}", "hostId", host_id, "spName", pool, "volName", name, "capacity",
+                         (json_int_t)((size + (1u << 20) - 1) >> 20), "format", format);
+        if (!o->host_id || !o->pool || !o->name || !body) {
+                json_decref(body);
+                id_op_free(o);
+                return -ENOMEM;
+        }
+        snprintf(step, sizeof(step), "creating volume %s in pool %s of host %s", name, pool, host_id);
+        k = task_start(hv, "POST", "/storage/volume", body, "volAddParameter", NULL, NULL, step, volume_created, o);
+        json_decref(body);
+        if (k < 0)
+                id_op_free(o);
+        return k;
+}
+
+static int cas_disk_attach(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, vb_hv_done_fn done, void *userdata)
+{
+        json_t *body;
+        char step[160];
+        int k;
+
+        if (!id_ok(vm->id) || !disk->path || disk->path[0] != '/')
+                return -EINVAL;
+        /* pathType 0: an existing file (§3.7). */
+        body = json_pack("{s:s, s:s?, s:{s:s, s:s?, s:s, s:i, s:s?, s:s?, s:s}}", "id", vm->id, "name", vm->name,
+                         "storage", "device", "disk", "deviceName", disk->device, "path", disk->path, "pathType", 0,
+                         "format", disk->format, "driveType", disk->format, "targetBus", disk->bus ?: "virtio");
+        if (!body)
+                return -ENOMEM;
+        snprintf(step, sizeof(step), "attaching disk %s", disk->device ?: disk->path);
+        k = task_simple(hv, "PUT", "/vm/addDevice", body, "domain", vm, step, done, userdata);
+        json_decref(body);
+        return k;
+}
+
+static int cas_vm_delete(vb_hv *hv, const vb_hv_vm *vm, bool with_disks, vb_hv_done_fn done, void *userdata)
+{
+        char path[256];
+
+        if (!id_ok(vm->id))
+                return -EINVAL;
+        /* deleteVm type 1 also removes the disks (§3.7). */
+        if (with_disks)
+                snprintf(path, sizeof(path), "/vm/deleteVm?id=%s&type=1", vm->id);
+        else
+                snprintf(path, sizeof(path), "/vm/delete/%s", vm->id);
+        return task_simple(hv, "DELETE", path, NULL, NULL, vm, with_disks ? "deleting it and its disks" : "deleting it",
+                           done, userdata);
+}
+
+static json_t *cas_config_new(json_t *captured, const char *name, const char *host_id)
+{
+        json_t *c = json_deep_copy(captured), *item;
+        size_t i;
+
+        if (!c || !json_is_object(c) || !name || !host_id)
+                goto fail;
+        json_object_del(c, "id");
+        json_object_del(c, "uuid");
+        if (json_object_set_new(c, "name", json_string(name)) < 0 ||
+            json_object_set_new(c, "title", json_string(name)) < 0 ||
+            json_object_set_new(c, "hostId", json_string(host_id)) < 0)
+                goto fail;
+        /* CAS gives the new VM its own MAC addresses (§3.7: mac is optional). */
+        json_array_foreach(cas_get_list(c, "network"), i, item) json_object_del(item, "mac");
+        return c;
+fail:
+        json_decref(c);
+        return NULL;
+}
+
+static int cas_config_disk(json_t *config, const char *device, const char *path, const char *pool,
+                           const char **old_pool)
+{
+        json_t *item;
+        size_t i;
+
+        json_array_foreach(cas_get_list(config, "storage"), i,
+                           item) if (streq_ptr(cas_get_str(item, "deviceName"), device))
+        {
+                if (old_pool)
+                        *old_pool = cas_get_str(item, "poolName");
+                if (path && json_object_set_new(item, "path", json_string(path)) < 0)
+                        return -ENOMEM;
+                if (pool && json_object_set_new(item, "poolName", json_string(pool)) < 0)
+                        return -ENOMEM;
+                return 0;
+        }
+        return -ENOENT;
+}
+
 const vb_hv_driver cas_driver = {
         .name = "cas",
         .connect = cas_connect,
@@ -1226,5 +2123,16 @@ const vb_hv_driver cas_driver = {
         .inventory = cas_inventory,
         .vm_get = cas_vm_get,
         .storage_free = cas_storage_free,
+        .cbt_check = cas_cbt_check,
+        .snapshot_create = cas_snapshot_create,
+        .snapshot_delete = cas_snapshot_delete,
+        .disk_source = cas_disk_source,
+        .disk_target = cas_disk_target,
         .power = cas_power,
+        .vm_create = cas_vm_create,
+        .volume_create = cas_volume_create,
+        .disk_attach = cas_disk_attach,
+        .vm_delete = cas_vm_delete,
+        .config_new = cas_config_new,
+        .config_disk = cas_config_disk,
 };

@@ -937,3 +937,114 @@ void cas_error_done(cas_error *e)
         free(e->message);
         e->message = NULL;
 }
+
+/* ---- request bodies ---- */
+
+static bool xml_name_ok(const char *s)
+{
+        if (!*s || !(isalpha((unsigned char)*s) || *s == '_'))
+                return false;
+        for (; *s; s++)
+                if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '-' || *s == '.'))
+                        return false;
+        return true;
+}
+
+static int render_member(xmlNodePtr parent, const char *name, json_t *v, int depth);
+
+static int render_object(xmlNodePtr node, json_t *obj, int depth)
+{
+        const char *k;
+        json_t *v;
+
+        if (depth > CAS_DOC_MAX_DEPTH)
+                return -EINVAL;
+        json_object_foreach(obj, k, v)
+        {
+                int r = render_member(node, k, v, depth + 1);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int render_member(xmlNodePtr parent, const char *name, json_t *v, int depth)
+{
+        char num[64];
+        const char *text;
+        xmlNodePtr n;
+
+        if (!xml_name_ok(name))
+                return -EINVAL;
+        switch (json_typeof(v)) {
+        case JSON_NULL:
+                return 0;
+        case JSON_ARRAY: {
+                size_t i;
+                json_t *item;
+
+                json_array_foreach(v, i, item)
+                {
+                        int r = render_member(parent, name, item, depth + 1);
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
+        case JSON_OBJECT:
+                n = xmlNewChild(parent, NULL, BAD_CAST name, NULL);
+                return n ? render_object(n, v, depth) : -ENOMEM;
+        case JSON_STRING:
+                text = json_string_value(v);
+                break;
+        case JSON_INTEGER:
+                snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                text = num;
+                break;
+        case JSON_REAL:
+                snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+                text = num;
+                break;
+        default:
+                text = json_is_true(v) ? "true" : "false";
+                break;
+        }
+        /* xmlNewTextChild escapes the text (xmlNewChild would not). */
+        return xmlNewTextChild(parent, NULL, BAD_CAST name, BAD_CAST text) ? 0 : -ENOMEM;
+}
+
+int cas_doc_render(json_t *obj, const char *root, bool xml, char **ret)
+{
+        xmlDocPtr doc;
+        xmlNodePtr top;
+        xmlChar *buf = NULL;
+        int len = 0, r;
+
+        if (!json_is_object(obj) || !ret)
+                return -EINVAL;
+        if (!xml) {
+                *ret = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (!root || !xml_name_ok(root))
+                return -EINVAL;
+        doc = xmlNewDoc(BAD_CAST "1.0");
+        top = doc ? xmlNewDocNode(doc, NULL, BAD_CAST root, NULL) : NULL;
+        if (!top) {
+                xmlFreeDoc(doc);
+                return -ENOMEM;
+        }
+        xmlDocSetRootElement(doc, top);
+        r = render_object(top, obj, 0);
+        if (r >= 0) {
+                xmlDocDumpMemoryEnc(doc, &buf, &len, "UTF-8");
+                if (!buf)
+                        r = -ENOMEM;
+        }
+        xmlFreeDoc(doc);
+        if (r < 0)
+                return r;
+        *ret = strndup((const char *)buf, (size_t)len);
+        xmlFree(buf);
+        return *ret ? 0 : -ENOMEM;
+}

@@ -48,6 +48,14 @@
  * DTD) or -ENOMEM; on failure *err (if err) gets a malloc'd explanation. */
 int cas_doc_parse(const char *body, size_t len, const char *content_type, json_t **ret, char **err);
 
+/* Renders a request body: with xml, <root> holding one element per member
+ * (an array member becomes repeated elements of its name, an object member
+ * a nested element, scalars their text; null members are left out), as
+ * JAXB reads it (cas-api.md §1.3); otherwise compact JSON with the members
+ * at the top, no root wrapper. Returns 0, -EINVAL (obj not an object, a
+ * name that is no XML name) or -ENOMEM; *ret is malloc'd. */
+int cas_doc_render(json_t *obj, const char *root, bool xml, char **ret);
+
 /* Scalars. obj must be an object (anything else reads as missing).
  * cas_get_str: the string, numbers and booleans rendered as text (the member
  * is replaced by that string); NULL when missing, null, object or array. */

@@ -8,7 +8,7 @@
  * stdout with --json; errors go to stderr (and, with --json, as {"error":
  * ...} on stdout) and the exit code is the stable code of
  * docs/error-codes.md. Each verb runs its own libuv loop: connect, one
- * operation, disconnect.
+ * operation, disconnect. `backup` runs daemon/vmbackup.h for one VM.
  */
 #include "daemon/cli-cas.h"
 
@@ -24,8 +24,13 @@
 #include <uv.h>
 
 #include "cas/cas.h"
+#include "daemon/cli-net.h"
 #include "daemon/error.h"
+#include "daemon/progress.h"
 #include "daemon/util.h"
+#include "daemon/vmbackup.h"
+#include "daemon/vmrestore.h"
+#include "storagepool/sp.h"
 
 #define SECRET_FILE_MAX (64 * 1024)
 
@@ -65,7 +70,17 @@ static int print_json(json_t *j)
 
 typedef struct cli {
         const char *cvm, *user, *password_file, *vm;
-        bool insecure;
+        bool insecure, xml;
+        /* backup */
+        const char *pool, *network;
+        /* restore */
+        const char *name, *host, *storage_pool;
+        bool power_on;
+        bool incremental, quiesce, shutdown;
+        vb_snapshot_type snapshot;
+        unsigned cvd_port, min_free_percent;
+        uint64_t min_free;
+        vb_net_opts net;
         uint64_t task_timeout_s;
         char *password;
         uv_loop_t loop;
@@ -76,7 +91,7 @@ typedef struct cli {
         vb_error r;
         char msg[1024];
         json_t *out; /* what the verb prints */
-        uint64_t free_bytes;
+        vb_hv_space space;
 } cli;
 
 enum {
@@ -87,9 +102,25 @@ enum {
         OPT_JSON,
         OPT_VM,
         OPT_TIMEOUT,
+        OPT_XML,
+        OPT_POOL,
+        OPT_TYPE,
+        OPT_SNAPSHOT,
+        OPT_NO_QUIESCE,
+        OPT_SHUTDOWN,
+        OPT_MIN_FREE,
+        OPT_MIN_FREE_PERCENT,
+        OPT_NETWORK,
+        OPT_CVD_PORT,
+        OPT_CVD_TOKEN_FILE,
+        OPT_NET_TIMEOUT,
+        OPT_NAME,
+        OPT_HOST,
+        OPT_STORAGE_POOL,
+        OPT_POWER_ON,
 };
 
-static const struct option options[] = {
+static const struct option own_options[] = {
         { "help", no_argument, NULL, 'h' },
         { "cvm", required_argument, NULL, OPT_CVM },
         { "user", required_argument, NULL, OPT_USER },
@@ -98,8 +129,55 @@ static const struct option options[] = {
         { "json", no_argument, NULL, OPT_JSON },
         { "vm", required_argument, NULL, OPT_VM },
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
-        {},
+        { "xml", no_argument, NULL, OPT_XML },
+        { "pool", required_argument, NULL, OPT_POOL },
+        { "type", required_argument, NULL, OPT_TYPE },
+        { "snapshot", required_argument, NULL, OPT_SNAPSHOT },
+        { "no-quiesce", no_argument, NULL, OPT_NO_QUIESCE },
+        { "shutdown", no_argument, NULL, OPT_SHUTDOWN },
+        { "min-free", required_argument, NULL, OPT_MIN_FREE },
+        { "min-free-percent", required_argument, NULL, OPT_MIN_FREE_PERCENT },
+        { "network", required_argument, NULL, OPT_NETWORK },
+        { "cvd-port", required_argument, NULL, OPT_CVD_PORT },
+        { "cvd-token-file", required_argument, NULL, OPT_CVD_TOKEN_FILE },
+        { "net-timeout", required_argument, NULL, OPT_NET_TIMEOUT },
+        { "name", required_argument, NULL, OPT_NAME },
+        { "host", required_argument, NULL, OPT_HOST },
+        { "storage-pool", required_argument, NULL, OPT_STORAGE_POOL },
+        { "power-on", no_argument, NULL, OPT_POWER_ON },
 };
+
+/* Ours, then the transport's (cli-net.h) whose names are not taken: the
+ * CVM's --user, --password-file, --insecure and --timeout win; the disk
+ * service's token is --cvd-token-file and the network timeout --net-timeout. */
+static struct option *all_options(void)
+{
+        struct option *v = calloc(ELEMENTSOF(own_options) + vb_net_n_options + 1, sizeof(*v));
+        size_t n = ELEMENTSOF(own_options);
+
+        if (!v)
+                return NULL;
+        memcpy(v, own_options, sizeof(own_options));
+        for (size_t i = 0; i < vb_net_n_options; i++) {
+                bool taken = false;
+
+                for (size_t j = 0; j < ELEMENTSOF(own_options); j++)
+                        taken = taken || streq(own_options[j].name, vb_net_options[i].name);
+                if (!taken && !streq(vb_net_options[i].name, "token-file") && !streq(vb_net_options[i].name, "tls") &&
+                    !streq(vb_net_options[i].name, "tls-ca"))
+                        v[n++] = vb_net_options[i];
+        }
+        return v;
+}
+
+/* The getopt code of one of the transport's options. */
+static int net_code(const char *name)
+{
+        for (size_t i = 0; i < vb_net_n_options; i++)
+                if (streq(vb_net_options[i].name, name))
+                        return vb_net_options[i].val;
+        return -1;
+}
 
 void vb_cli_cas_help(FILE *f)
 {
@@ -109,14 +187,48 @@ void vb_cli_cas_help(FILE *f)
               "  inventory                  host pools, clusters, hosts and VMs with their disks\n"
               "  vm --vm NAME|ID|UUID       one VM: disks, NICs, captured configuration, free space\n"
               "  power --vm NAME|ID|UUID start|shutdown|off\n"
-              "                             a power operation, waiting for its task\n\n"
+              "                             a power operation, waiting for its task\n"
+              "  backup --vm NAME|ID|UUID --pool PATH\n"
+              "                             back one VM up end to end: snapshot, every disk through\n"
+              "                             its host's disk service, restore point, snapshot deleted\n"
+              "  restore ID|latest --pool PATH --name NEW [--vm NAME] [--host ID] [--storage-pool P] [--power-on]\n"
+              "                             a restore point as a new VM: new volumes, every disk written\n"
+              "                             through the host's disk service, the VM defined from the\n"
+              "                             captured configuration (new name, no MAC addresses)\n\n"
               "Options:\n"
               "  --cvm URL                  the CVM: http://HOST:8080 or https://HOST:8443\n"
               "  --user U                   the CAS user\n"
               "  --password-file F          the password (the file's first line)\n"
               "  --insecure                 do not verify the CVM's TLS certificate\n"
-              "  --timeout SECONDS          how long a task may run (power; default 600)\n"
-              "  --json                     one JSON document on stdout\n",
+              "  --timeout SECONDS          how long a task may run (default 600)\n"
+              "  --xml                      talk XML to the CVM instead of JSON\n"
+              "  --json                     one JSON document on stdout\n\n"
+              "Backup options:\n"
+              "  --pool PATH                the storage pool (vbak pool init)\n"
+              "  --type full|incremental    incremental (default) reads what changed since the VM's\n"
+              "                             latest restore point, or everything when CBT cannot be trusted\n"
+              "  --snapshot adaptive|external|internal\n"
+              "                             adaptive (default) takes an external snapshot; an internal one\n"
+              "                             is read whole\n"
+              "  --no-quiesce               do not ask the guest agent to freeze the file systems\n"
+              "  --shutdown                 shut a running VM down for the backup, start it after\n"
+              "  --min-free SIZE            the VM's storage must have SIZE free (default 500G; 0: off)\n"
+              "  --min-free-percent N       ... and N %% of its size (default 10; 0: off)\n"
+              "  --network adaptive|backup|storage|management\n"
+              "                             the host network to read disks over (default adaptive:\n"
+              "                             backup, then storage, then management)\n"
+              "  --cvd-port N               the hosts' disk service port (default 8192)\n"
+              "  --cvd-token-file F         the disk service's shared token\n"
+              "  --net-timeout DURATION     the transport's network timeout\n"
+              "  --connections, --buffer, --resume-buffer, --reconnect-window, --rate, --disk-rate\n"
+              "                             transport options, as for vbak pool backup\n\n"
+              "Restore options:\n"
+              "  --name NEW                 the new VM's name (also its title)\n"
+              "  --vm NAME                  with 'latest': whose latest restore point\n"
+              "  --host ID                  the host to define it on (default: the original one)\n"
+              "  --storage-pool P           the storage pool of its volumes (default: each disk's own)\n"
+              "  --power-on                 start it once restored\n"
+              "  --cvd-port, --cvd-token-file, --network, and the transport options above apply too\n",
               f);
 }
 
@@ -168,6 +280,7 @@ static void cli_done(cli *x)
                 uv_loop_close(&x->loop);
         json_decref(x->out);
         free(x->password);
+        vb_net_opts_clear(&x->net);
 }
 
 static int cli_connect(cli *x)
@@ -184,29 +297,20 @@ static int cli_connect(cli *x)
         if (r < 0)
                 return fail(VB_E_FAILED, "uv_loop_init: %s", uv_strerror(r));
         x->loop_ready = true;
-        o = (vb_hv_opts){
-                .name = "cas", .address = x->cvm, .user = x->user, .password = x->password, .insecure = x->insecure
-        };
+        o = (vb_hv_opts){ .name = "cas",
+                          .address = x->cvm,
+                          .user = x->user,
+                          .password = x->password,
+                          .insecure = x->insecure,
+                          .xml = x->xml,
+                          .network = x->network,
+                          .cvd_port = x->cvd_port };
         r = wait_done(x, cas_driver.connect(&x->loop, &o, on_connected, x), x->cvm);
         if (r)
                 return r;
         if (x->task_timeout_s)
                 cas_set_task_timeout(x->hv, x->task_timeout_s * 1000);
         return 0;
-}
-
-static const char *state_name(vb_vm_state s)
-{
-        switch (s) {
-        case VB_VM_RUNNING:
-                return "running";
-        case VB_VM_SHUT_OFF:
-                return "shut off";
-        case VB_VM_PAUSED:
-                return "paused";
-        default:
-                return "unknown";
-        }
 }
 
 static json_t *vm_json(const vb_hv_vm *vm, bool with_config)
@@ -226,9 +330,9 @@ static json_t *vm_json(const vb_hv_vm *vm, bool with_config)
         }
         j = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s, s:i, s:i, s:I, s:o, s:o}", "id", vm->id, "uuid",
                       vm->uuid, "name", vm->name, "title", vm->title, "hostId", vm->host_id, "clusterId",
-                      vm->cluster_id, "hostPoolId", vm->pool_id, "state", state_name(vm->state), "cpuSockets",
-                      (int)vm->cpu_sockets, "cpuCores", (int)vm->cpu_cores, "memoryMB", (json_int_t)vm->memory_mb,
-                      "disks", disks, "nics", nics);
+                      vm->cluster_id, "hostPoolId", vm->pool_id, "state", vb_vm_state_to_string(vm->state),
+                      "cpuSockets", (int)vm->cpu_sockets, "cpuCores", (int)vm->cpu_cores, "memoryMB",
+                      (json_int_t)vm->memory_mb, "disks", disks, "nics", nics);
         if (j && with_config && vm->config)
                 json_object_set(j, "config", vm->config);
         return j;
@@ -373,14 +477,15 @@ static void on_vm(void *userdata, vb_error r, const char *message, const vb_hv_v
         }
 }
 
-static void on_size(void *userdata, vb_error r, const char *message, uint64_t bytes)
+static void on_space(void *userdata, vb_error r, const char *message, const vb_hv_space *space)
 {
         cli *x = userdata;
 
         x->done = true;
         x->r = r;
         snprintf(x->msg, sizeof(x->msg), "%s", message);
-        x->free_bytes = bytes;
+        if (space)
+                x->space = *space;
 }
 
 static void on_done(void *userdata, vb_error r, const char *message)
@@ -432,17 +537,20 @@ static int verb_vm(cli *x)
         if (r)
                 return r;
         if (vm.n_disks > 0) {
-                r = wait_done(x, cas_driver.storage_free(x->hv, &vm, on_size, x), "free space");
+                r = wait_done(x, cas_driver.storage_free(x->hv, &vm, on_space, x), "free space");
                 if (r)
                         return r;
-                json_object_set_new(x->out, "storageFree", json_integer((json_int_t)x->free_bytes));
+                json_object_set_new(x->out, "storageFree", json_integer((json_int_t)x->space.free));
+                json_object_set_new(x->out, "storageTotal", json_integer((json_int_t)x->space.total));
         }
         if (arg_json)
                 return print_json(TAKE_PTR(x->out));
         print_vm_line(x->out, "");
         if (vm.n_disks > 0) {
                 fputs("free space in its storage: ", stdout);
-                print_size(x->free_bytes);
+                print_size(x->space.free);
+                fputs(" of ", stdout);
+                print_size(x->space.total);
                 fputc('\n', stdout);
         }
         return 0;
@@ -483,17 +591,292 @@ static int verb_power(cli *x, const char *what)
         return 0;
 }
 
+/* ---- backup ---- */
+
+typedef struct backup_ctx {
+        cli *x;
+        vb_progress prog;
+        bool progress_on;
+        json_t *out;
+} backup_ctx;
+
+static void backup_step(void *userdata, const char *what)
+{
+        backup_ctx *bc = userdata;
+
+        if (!arg_json && !bc->progress_on)
+                fprintf(stderr, "vbak: %s\n", what);
+}
+
+static void backup_progress(void *userdata, uint64_t done, uint64_t total)
+{
+        backup_ctx *bc = userdata;
+
+        if (!bc->progress_on) {
+                vb_progress_init(&bc->prog, "backup", false);
+                bc->progress_on = true;
+        }
+        vb_progress_update(&bc->prog, done, total);
+}
+
+static json_t *transport_json(const tp_nbd_stats *t)
+{
+        return json_pack("{s:I, s:I, s:I, s:i, s:i}", "bytes_received", (json_int_t)t->bytes_read, "bytes_resent",
+                         (json_int_t)t->bytes_resent, "requests", (json_int_t)t->requests, "cuts", (int)t->cuts,
+                         "reconnects", (int)t->reconnects);
+}
+
+static void backup_done(void *userdata, const vb_vmbackup_result *res)
+{
+        backup_ctx *bc = userdata;
+        cli *x = bc->x;
+        json_t *notes = json_array(), *disks = json_array();
+
+        if (bc->progress_on) {
+                vb_progress_done(&bc->prog);
+                bc->progress_on = false;
+        }
+        x->done = true;
+        x->r = res->r;
+        snprintf(x->msg, sizeof(x->msg), "%s", res->message);
+        for (size_t i = 0; res->notes[i]; i++)
+                json_array_append_new(notes, json_string(res->notes[i]));
+        for (size_t i = 0; i < res->n_disks; i++) {
+                const vb_vmbackup_disk *d = &res->disks[i];
+                json_array_append_new(disks,
+                                      json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "name", d->name, "size",
+                                                (json_int_t)d->size, "bytes_plan", (json_int_t)d->bytes_plan,
+                                                "bytes_read", (json_int_t)d->bytes_read, "bytes_new",
+                                                (json_int_t)d->bytes_new, "bytes_stored", (json_int_t)d->bytes_stored,
+                                                "transport", transport_json(&d->transport)));
+        }
+        bc->out = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:o, s:o, s:s?, s:f}", "id",
+                            res->m ? res->m->id : NULL, "type", res->m ? dd_backup_type_to_string(res->m->type) : NULL,
+                            "parent", res->m ? res->m->parent : NULL, "checkpoint", res->m ? res->m->checkpoint : NULL,
+                            "vm", res->vm.name, "vmId", res->vm.id, "title", res->vm.title, "snapshot", res->snapshot,
+                            "quiesced", res->quiesced, "notes", notes, "disks", disks, "cleanup_error",
+                            res->cleanup_error, "seconds", (double)res->seconds_ns / 1e9);
+}
+
+static int verb_backup(cli *x)
+{
+        _cleanup_(sp_pool_closep) sp_pool *p = NULL;
+        backup_ctx bc = { .x = x };
+        vb_vmbackup_opts o;
+        bool json;
+        int r;
+
+        if (!x->vm || !x->pool)
+                return fail(VB_E_USAGE, "cas backup needs --vm NAME|ID|UUID and --pool PATH (see --help)");
+        r = sp_pool_open(x->pool, &p);
+        if (r == -ENOENT)
+                return fail(VB_E_NOT_FOUND, "%s: no pool here (pool.json not found)", x->pool);
+        if (r < 0)
+                return fail(r == -EBADMSG || r == -EPROTONOSUPPORT ? VB_E_POOL_FORMAT : vb_error_from_errno(r),
+                            "%s: %s", x->pool, strerror(-r));
+        r = cli_connect(x);
+        if (r)
+                return r;
+        o = (vb_vmbackup_opts){ .drv = &cas_driver,
+                                .hv = x->hv,
+                                .pool = p,
+                                .vm = x->vm,
+                                .incremental = x->incremental,
+                                .snapshot = x->snapshot,
+                                .quiesce = x->quiesce,
+                                .shutdown = x->shutdown,
+                                .min_free_percent = x->min_free_percent,
+                                .min_free_bytes = x->min_free,
+                                .transfer = &x->net.disk,
+                                .progress = backup_progress,
+                                .step = backup_step,
+                                .userdata = &bc };
+        /* With --json, one document: the result with its error. */
+        json = arg_json;
+        arg_json = false;
+        r = wait_done(x, vb_vmbackup_start(&x->loop, &o, backup_done, &bc), x->vm);
+        arg_json = json;
+        if (r) {
+                if (json && bc.out) {
+                        json_object_set_new(
+                                bc.out, "error",
+                                json_pack("{s:i, s:s, s:s}", "code", r, "name", vb_error_name(r), "message", x->msg));
+                        print_json(TAKE_PTR(bc.out));
+                } else if (json) {
+                        arg_json = true;
+                        fail(r, "%s", x->msg);
+                }
+                json_decref(bc.out);
+                return r;
+        }
+        if (arg_json)
+                return print_json(TAKE_PTR(bc.out));
+        {
+                json_t *j = bc.out, *d;
+                size_t i;
+                char a[32], b[32], c[32];
+                const char *cleanup = json_string_value(json_object_get(j, "cleanup_error"));
+
+                json_array_foreach(json_object_get(j, "notes"), i, d) printf("Note: %s\n", json_string_value(d));
+                printf("Restore point %s (%s) of vm %s (%s), snapshot %s (%s-consistent), %.2f s\n",
+                       json_string_value(json_object_get(j, "id")), json_string_value(json_object_get(j, "type")),
+                       json_string_value(json_object_get(j, "vm")),
+                       json_string_value(json_object_get(j, "title")) ?: "-",
+                       json_string_value(json_object_get(j, "snapshot")),
+                       json_is_true(json_object_get(j, "quiesced")) ? "application" : "crash",
+                       json_real_value(json_object_get(j, "seconds")));
+                json_array_foreach(json_object_get(j, "disks"), i, d)
+                {
+                        printf("  disk %s: size %s, read %s, new %s\n", json_string_value(json_object_get(d, "name")),
+                               vb_format_size((uint64_t)json_integer_value(json_object_get(d, "size")), a, sizeof(a)),
+                               vb_format_size((uint64_t)json_integer_value(json_object_get(d, "bytes_read")), b,
+                                              sizeof(b)),
+                               vb_format_size((uint64_t)json_integer_value(json_object_get(d, "bytes_new")), c,
+                                              sizeof(c)));
+                }
+                if (cleanup)
+                        fprintf(stderr, "vbak: warning: %s\n", cleanup);
+                json_decref(j);
+        }
+        return 0;
+}
+
+/* ---- restore ---- */
+
+typedef struct restore_ctx {
+        cli *x;
+        vb_progress prog;
+        bool progress_on;
+        json_t *out;
+} restore_ctx;
+
+static void restore_step(void *userdata, const char *what)
+{
+        restore_ctx *rc = userdata;
+
+        if (!arg_json && !rc->progress_on)
+                fprintf(stderr, "vbak: %s\n", what);
+}
+
+static void restore_progress(void *userdata, uint64_t done, uint64_t total)
+{
+        restore_ctx *rc = userdata;
+
+        if (!rc->progress_on) {
+                vb_progress_init(&rc->prog, "restore", false);
+                rc->progress_on = true;
+        }
+        vb_progress_update(&rc->prog, done, total);
+}
+
+static void restore_done(void *userdata, const vb_vmrestore_result *res)
+{
+        restore_ctx *rc = userdata;
+        cli *x = rc->x;
+        json_t *vols = json_array();
+
+        if (rc->progress_on) {
+                vb_progress_done(&rc->prog);
+                rc->progress_on = false;
+        }
+        x->done = true;
+        x->r = res->r;
+        snprintf(x->msg, sizeof(x->msg), "%s", res->message);
+        for (size_t i = 0; i < res->n_volumes; i++)
+                json_array_append_new(vols, json_string(res->volumes[i]));
+        rc->out = json_pack("{s:s?, s:s, s:s?, s:o, s:I, s:f}", "restore_point", res->restore_point, "name", x->name,
+                            "vmId", res->vm_id, "volumes", vols, "bytes_written", (json_int_t)res->bytes_written,
+                            "seconds", (double)res->seconds_ns / 1e9);
+}
+
+static int verb_restore(cli *x, const char *id)
+{
+        _cleanup_(sp_pool_closep) sp_pool *p = NULL;
+        restore_ctx rc = { .x = x };
+        vb_vmrestore_opts o;
+        bool json;
+        int r;
+
+        if (!x->pool || !x->name)
+                return fail(VB_E_USAGE, "cas restore needs ID|latest, --pool PATH and --name NEW (see --help)");
+        if (!dd_name_is_safe(x->name))
+                return fail(VB_E_USAGE, "--name '%s': use 1-64 letters, digits, '.', '_' or '-'", x->name);
+        if (streq(id, "latest") && !x->vm)
+                return fail(VB_E_USAGE, "cas restore latest needs --vm NAME");
+        r = sp_pool_open(x->pool, &p);
+        if (r == -ENOENT)
+                return fail(VB_E_NOT_FOUND, "%s: no pool here (pool.json not found)", x->pool);
+        if (r < 0)
+                return fail(r == -EBADMSG || r == -EPROTONOSUPPORT ? VB_E_POOL_FORMAT : vb_error_from_errno(r),
+                            "%s: %s", x->pool, strerror(-r));
+        r = cli_connect(x);
+        if (r)
+                return r;
+        o = (vb_vmrestore_opts){ .drv = &cas_driver,
+                                 .hv = x->hv,
+                                 .pool = p,
+                                 .restore_point = id,
+                                 .vm = x->vm,
+                                 .name = x->name,
+                                 .host_id = x->host,
+                                 .storage_pool = x->storage_pool,
+                                 .power_on = x->power_on,
+                                 .transfer = &x->net.disk,
+                                 .progress = restore_progress,
+                                 .step = restore_step,
+                                 .userdata = &rc };
+        r = vb_vmrestore_start(&x->loop, &o, restore_done, &rc);
+        if (r == -ENOENT)
+                return fail(VB_E_NOT_FOUND, "restore point %s%s%s not found", id, x->vm ? " of vm " : "", x->vm ?: "");
+        if (r == -EBADMSG)
+                return fail(VB_E_USAGE, "restore point %s holds no VM configuration (not a platform backup)", id);
+        if (r == -EDESTADDRREQ)
+                return fail(VB_E_USAGE,
+                            "restore point %s does not say which storage pool a disk was in: give "
+                            "--storage-pool",
+                            id);
+        json = arg_json;
+        arg_json = false;
+        r = wait_done(x, r, "restore");
+        arg_json = json;
+        if (r) {
+                if (json && rc.out) {
+                        json_object_set_new(
+                                rc.out, "error",
+                                json_pack("{s:i, s:s, s:s}", "code", r, "name", vb_error_name(r), "message", x->msg));
+                        print_json(TAKE_PTR(rc.out));
+                }
+                json_decref(rc.out);
+                return r;
+        }
+        if (json)
+                return print_json(TAKE_PTR(rc.out));
+        printf("Restore point %s restored as vm %s (id %s) in %.2f s\n",
+               json_string_value(json_object_get(rc.out, "restore_point")), x->name,
+               json_string_value(json_object_get(rc.out, "vmId")), json_real_value(json_object_get(rc.out, "seconds")));
+        json_decref(rc.out);
+        return 0;
+}
+
 int vb_cli_cas(int argc, char **argv)
 {
-        cli x = {};
+        cli x = { .incremental = true,
+                  .quiesce = true,
+                  .min_free_percent = VB_MIN_FREE_PERCENT_DEFAULT,
+                  .min_free = VB_MIN_FREE_BYTES_DEFAULT };
+        _cleanup_free_ struct option *options = all_options();
         const char *verb;
         char *end;
+        uint64_t v;
         int c, r;
 
         if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
                 vb_cli_cas_help(argc < 2 ? stderr : stdout);
                 return argc < 2 ? VB_E_USAGE : 0;
         }
+        if (!options)
+                return fail(VB_E_FAILED, "out of memory");
+        vb_net_opts_init(&x.net);
         verb = argv[1];
         optind = 1;
         while ((c = getopt_long(argc - 1, argv + 1, "h", options, NULL)) >= 0) {
@@ -526,8 +909,77 @@ int vb_cli_cas(int argc, char **argv)
                             x.task_timeout_s > 24 * 3600)
                                 return fail(VB_E_USAGE, "bad --timeout '%s' (1-86400 seconds)", optarg);
                         break;
-                default:
-                        return fail(VB_E_USAGE, "bad option (see vbak cas --help)");
+                case OPT_XML:
+                        x.xml = true;
+                        break;
+                case OPT_POOL:
+                        x.pool = optarg;
+                        break;
+                case OPT_TYPE:
+                        if (!streq(optarg, "full") && !streq(optarg, "incremental"))
+                                return fail(VB_E_USAGE, "bad --type '%s' (full or incremental)", optarg);
+                        x.incremental = streq(optarg, "incremental");
+                        break;
+                case OPT_SNAPSHOT:
+                        r = vb_snapshot_type_from_string(optarg);
+                        if (r < 0)
+                                return fail(VB_E_USAGE, "bad --snapshot '%s' (adaptive, external or internal)", optarg);
+                        x.snapshot = (vb_snapshot_type)r;
+                        break;
+                case OPT_NO_QUIESCE:
+                        x.quiesce = false;
+                        break;
+                case OPT_SHUTDOWN:
+                        x.shutdown = true;
+                        break;
+                case OPT_MIN_FREE:
+                        if (vb_parse_size(optarg, &x.min_free) < 0)
+                                return fail(VB_E_USAGE, "bad --min-free '%s' (a size such as 500G, or 0)", optarg);
+                        break;
+                case OPT_MIN_FREE_PERCENT:
+                        if (vb_parse_size(optarg, &v) < 0 || v > 100)
+                                return fail(VB_E_USAGE, "bad --min-free-percent '%s' (0-100)", optarg);
+                        x.min_free_percent = (unsigned)v;
+                        break;
+                case OPT_NETWORK:
+                        if (!streq(optarg, "adaptive") && !streq(optarg, "backup") && !streq(optarg, "storage") &&
+                            !streq(optarg, "management"))
+                                return fail(VB_E_USAGE, "bad --network '%s' (adaptive, backup, storage, management)",
+                                            optarg);
+                        x.network = optarg;
+                        break;
+                case OPT_CVD_PORT:
+                        if (vb_parse_size(optarg, &v) < 0 || v < 1 || v > 65535)
+                                return fail(VB_E_USAGE, "bad --cvd-port '%s' (1-65535)", optarg);
+                        x.cvd_port = (unsigned)v;
+                        break;
+                case OPT_CVD_TOKEN_FILE:
+                        x.net.disk.auth.token_file = optarg;
+                        break;
+                case OPT_NAME:
+                        x.name = optarg;
+                        break;
+                case OPT_HOST:
+                        x.host = optarg;
+                        break;
+                case OPT_STORAGE_POOL:
+                        x.storage_pool = optarg;
+                        break;
+                case OPT_POWER_ON:
+                        x.power_on = true;
+                        break;
+                case OPT_NET_TIMEOUT:
+                        c = net_code("timeout");
+                        /* fall through */
+                default: {
+                        _cleanup_free_ char *err = NULL;
+
+                        r = vb_net_parse(&x.net, c, optarg, &err);
+                        if (r == 1)
+                                break;
+                        vb_net_opts_clear(&x.net);
+                        return fail(VB_E_USAGE, "%s", err ?: "bad option (see vbak cas --help)");
+                }
                 }
         }
         if (streq(verb, "inventory") && optind == argc - 1)
@@ -536,10 +988,17 @@ int vb_cli_cas(int argc, char **argv)
                 r = verb_vm(&x);
         else if (streq(verb, "power") && optind == argc - 2)
                 r = verb_power(&x, argv[1 + optind]);
-        else if (!streq(verb, "inventory") && !streq(verb, "vm") && !streq(verb, "power"))
-                return fail(VB_E_USAGE, "unknown verb 'cas %s' (see vbak cas --help)", verb);
-        else
+        else if (streq(verb, "backup") && optind == argc - 1)
+                r = verb_backup(&x);
+        else if (streq(verb, "restore") && optind == argc - 2)
+                r = verb_restore(&x, argv[1 + optind]);
+        else {
+                vb_net_opts_clear(&x.net);
+                if (!streq(verb, "inventory") && !streq(verb, "vm") && !streq(verb, "power") &&
+                    !streq(verb, "backup") && !streq(verb, "restore"))
+                        return fail(VB_E_USAGE, "unknown verb 'cas %s' (see vbak cas --help)", verb);
                 return fail(VB_E_USAGE, "wrong arguments for 'cas %s' (see vbak cas --help)", verb);
+        }
         cli_done(&x);
         return r;
 }

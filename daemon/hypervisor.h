@@ -105,6 +105,13 @@ typedef struct vb_hv_snapshot {
         char *note;            /* why it is only crash-consistent, or NULL */
 } vb_hv_snapshot;
 
+/* The space of the storage a VM's disks live on: the pool with the least
+ * free space when they are spread over several. */
+typedef struct vb_hv_space {
+        uint64_t free, total; /* bytes */
+        const char *pool;     /* its name */
+} vb_hv_space;
+
 /* Where and how to read (or write) one disk. */
 typedef struct vb_hv_disk_source {
         char *url;        /* cvd://HOST:PORT/VM/PATH or nbd://... (transport/disk.h) */
@@ -120,13 +127,18 @@ typedef struct vb_hv_opts {
         bool insecure;       /* do not verify TLS certificates */
         const char *network; /* preferred host network: adaptive, backup, storage, management */
         uint64_t timeout_ms; /* per request; tasks have their own timeout */
+        bool xml;            /* CAS: talk XML instead of JSON */
+        unsigned cvd_port;   /* CAS: the hosts' disk service port; 0: 8192 */
 } vb_hv_opts;
 
 typedef void (*vb_hv_done_fn)(void *userdata, vb_error r, const char *message);
 typedef void (*vb_hv_connect_fn)(void *userdata, vb_error r, const char *message, vb_hv *hv);
 typedef void (*vb_hv_inventory_fn)(void *userdata, vb_error r, const char *message, const vb_hv_inventory *inv);
 typedef void (*vb_hv_vm_fn)(void *userdata, vb_error r, const char *message, const vb_hv_vm *vm);
-typedef void (*vb_hv_size_fn)(void *userdata, vb_error r, const char *message, uint64_t bytes);
+typedef void (*vb_hv_space_fn)(void *userdata, vb_error r, const char *message, const vb_hv_space *space);
+/* valid: the platform vouches for the VM's changed-block tracking since
+ * the last backup; why says what broke it otherwise. */
+typedef void (*vb_hv_cbt_fn)(void *userdata, vb_error r, const char *message, bool valid, const char *why);
 typedef void (*vb_hv_snapshot_fn)(void *userdata, vb_error r, const char *message, const vb_hv_snapshot *s);
 typedef void (*vb_hv_source_fn)(void *userdata, vb_error r, const char *message, const vb_hv_disk_source *src);
 typedef void (*vb_hv_id_fn)(void *userdata, vb_error r, const char *message, const char *id);
@@ -141,8 +153,10 @@ typedef struct vb_hv_driver {
         int (*inventory)(vb_hv *hv, vb_hv_inventory_fn done, void *userdata);
         /* One VM with its captured configuration (by id, uuid or name). */
         int (*vm_get)(vb_hv *hv, const char *vm, vb_hv_vm_fn done, void *userdata);
-        /* Free bytes in the storage the VM's disks (and their snapshots) live on. */
-        int (*storage_free)(vb_hv *hv, const vb_hv_vm *vm, vb_hv_size_fn done, void *userdata);
+        /* Free space of the storage the VM's disks (and their snapshots) live on. */
+        int (*storage_free)(vb_hv *hv, const vb_hv_vm *vm, vb_hv_space_fn done, void *userdata);
+        /* Whether an incremental may trust the VM's changed-block tracking. */
+        int (*cbt_check)(vb_hv *hv, const vb_hv_vm *vm, vb_hv_cbt_fn done, void *userdata);
 
         int (*snapshot_create)(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type type, bool quiesce,
                                vb_hv_snapshot_fn done, void *userdata);
@@ -160,12 +174,33 @@ typedef struct vb_hv_driver {
 
         int (*power)(vb_hv *hv, const vb_hv_vm *vm, vb_power_op op, vb_hv_done_fn done, void *userdata);
 
-        /* Restore side. */
+        /* Restore side. The captured configuration is the driver's own
+         * shape: config_new makes a new VM's from it (new name and host,
+         * nothing of the original's identity: ids, MAC addresses), and
+         * config_disk points one of its disks (by device name) at a new
+         * path and pool, answering the pool it was in (NULL: unknown;
+         * -ENOENT: no such disk). */
+        json_t *(*config_new)(json_t *captured, const char *name, const char *host_id);
+        int (*config_disk)(json_t *config, const char *device, const char *path, const char *pool,
+                           const char **old_pool);
         int (*vm_create)(vb_hv *hv, json_t *config, vb_hv_id_fn done, void *userdata);
         int (*volume_create)(vb_hv *hv, const char *host_id, const char *pool, const char *name, const char *format,
                              uint64_t size, vb_hv_id_fn done, void *userdata);
         int (*disk_attach)(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, vb_hv_done_fn done, void *userdata);
         int (*vm_delete)(vb_hv *hv, const vb_hv_vm *vm, bool with_disks, vb_hv_done_fn done, void *userdata);
 } vb_hv_driver;
+
+/* Deep copies and cleanup of what drivers hand to callbacks (which live
+ * only during the callback). */
+int vb_hv_vm_copy(const vb_hv_vm *src, vb_hv_vm *dst);
+void vb_hv_vm_clear(vb_hv_vm *vm);
+int vb_hv_snapshot_copy(const vb_hv_snapshot *src, vb_hv_snapshot *dst);
+void vb_hv_snapshot_clear(vb_hv_snapshot *s);
+int vb_hv_disk_source_copy(const vb_hv_disk_source *src, vb_hv_disk_source *dst);
+void vb_hv_disk_source_clear(vb_hv_disk_source *s);
+const char *vb_snapshot_type_to_string(vb_snapshot_type t);
+/* -1 when s names no type. */
+int vb_snapshot_type_from_string(const char *s);
+const char *vb_vm_state_to_string(vb_vm_state s);
 
 #endif

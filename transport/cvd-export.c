@@ -25,6 +25,32 @@
  * last; the record remembers the QEMU's pid so that a restarted VM is not
  * mistaken for the old one.
  *
+ * Internal snapshot of a running VM: served like a stopped VM's, by our own
+ * qemu-nbd with --load-snapshot, read-only, but opened with force-share
+ * (QEMU holds the image's write lock, and a plain read-only open refuses
+ * to share it). Reading an image that another process writes is safe
+ * here because a qcow2 internal snapshot is immutable while it exists:
+ * savevm flushes the L2 and refcount caches (qcow2_update_snapshot_refcount
+ * ends with a flush) before it writes the snapshot table that points to the
+ * snapshot's own copy of the L1 table, so everything the snapshot names is
+ * on disk by the time it is listed; from then on every L2 table and data
+ * cluster it references has a refcount above 1 and lost its COPIED flag,
+ * so the running QEMU copies it on write (a new L2 table, a new cluster)
+ * and never rewrites it in place (at most, creating or deleting another
+ * snapshot recomputes COPIED flags in a shared L2 table: flags that a
+ * reader masks off, the offsets stay); discard and write-zeroes only drop a
+ * reference. qemu-nbd reads the snapshot table once, at open, and keeps the
+ * snapshot's L1 table in memory; what changes on disk afterwards (refcount
+ * blocks, the active L1 and L2 tables, new clusters, the header) is
+ * metadata that it does not read. What breaks the argument is deleting (or
+ * replacing, savevm again under the same name) the snapshot while it is
+ * exported: its clusters are then freed and reused, and force-share means
+ * no lock stops it. That is the platform's to avoid; vbak-cvd checks that
+ * the snapshot exists, in the running QEMU's view and on disk, when it
+ * opens the export. A backup's `checkpoint` would start from now rather
+ * than from the snapshot, so it is refused, as is `since` (which a snapshot
+ * never has).
+ *
  * Ports come from one process-wide table shared by both kinds of export;
  * a port that another program holds is detected by a trial bind() and, for
  * the race that remains, by the server's bind error, then the next port is
@@ -797,10 +823,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(vm_state *, vm_release);
 
 typedef struct export_priv {
         char *vm;
-        pid_t pid;    /* qemu-nbd; 0 for a running VM's export */
-        int log_fd;   /* qemu-nbd's stdout and stderr (a memfd), or -1 */
-        char *holder; /* running: the node carrying the frozen copy of `since`, or NULL */
-        uint64_t gen; /* running: the VM record's generation the export belongs to */
+        bool qemu_nbd; /* served by our qemu-nbd (a stopped VM, or a running VM's internal snapshot) */
+        pid_t pid;     /* qemu-nbd; 0 for an export of a running VM's QEMU */
+        int log_fd;    /* qemu-nbd's stdout and stderr (a memfd), or -1 */
+        char *holder;  /* running: the node carrying the frozen copy of `since`, or NULL */
+        uint64_t gen;  /* running: the VM record's generation the export belongs to */
 } export_priv;
 
 static void export_free(tp_export *e)
@@ -908,12 +935,17 @@ static char *qemu_opt_escape(const char *s)
 }
 
 /* Starts qemu-nbd for e on port and waits until it serves. -EADDRINUSE
- * when the port turned out to be taken (the caller tries another one). */
+ * when the port turned out to be taken (the caller tries another one).
+ * For a running VM's internal snapshot (e->running) the image is opened
+ * with force-share, which only --image-opts can ask of qemu-nbd 7.2; the
+ * file node is found from the path as with a plain file name (file or
+ * host_device). */
 static int qemu_nbd_start(const tp_export_cfg *cfg, const tp_export_req *req, const char *path, tp_export *e,
                           uint16_t port, char **err)
 {
         export_priv *p = e->priv;
-        _cleanup_free_ char *dir = NULL, *pidfile = NULL, *pidopt = NULL, *snapopt = NULL, *snapesc = NULL;
+        _cleanup_free_ char *dir = NULL, *pidfile = NULL, *pidopt = NULL, *snapopt = NULL, *snapesc = NULL,
+                            *pathesc = NULL, *imageopts = NULL;
         char portstr[8], *argv[32];
         const char *tmp = getenv("TMPDIR");
         _cleanup_close_ int log_fd = -1;
@@ -937,6 +969,14 @@ static int qemu_nbd_start(const tp_export_cfg *cfg, const tp_export_req *req, co
                         goto out;
                 }
         }
+        if (e->running) {
+                pathesc = qemu_opt_escape(path);
+                if (!pathesc || asprintf(&imageopts, "driver=%s,read-only=on,force-share=on,file.filename=%s",
+                                         e->format, pathesc) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
         log_fd = memfd_create("qemu-nbd-log", MFD_CLOEXEC);
         if (log_fd < 0) {
                 r = fail(err, -errno, "memfd_create: %m");
@@ -945,8 +985,12 @@ static int qemu_nbd_start(const tp_export_cfg *cfg, const tp_export_req *req, co
         snprintf(portstr, sizeof(portstr), "%u", port);
 
         argv[n++] = (char *)prog_nbd(cfg);
-        argv[n++] = "-f";
-        argv[n++] = e->format;
+        if (imageopts)
+                argv[n++] = "--image-opts";
+        else {
+                argv[n++] = "-f";
+                argv[n++] = e->format;
+        }
         argv[n++] = "-b";
         argv[n++] = e->host;
         argv[n++] = "-p";
@@ -969,7 +1013,7 @@ static int qemu_nbd_start(const tp_export_cfg *cfg, const tp_export_req *req, co
                 argv[n++] = snapopt;
         }
         argv[n++] = "--";
-        argv[n++] = (char *)path;
+        argv[n++] = imageopts ? imageopts : (char *)path;
         argv[n] = NULL;
 
         r = spawn(argv, log_fd, log_fd, &pid);
@@ -1009,6 +1053,7 @@ static int qemu_nbd_start(const tp_export_cfg *cfg, const tp_export_req *req, co
                 }
                 sleep_ms(wait);
         }
+        p->qemu_nbd = true;
         p->pid = pid;
         p->log_fd = TAKE_FD(log_fd);
         e->port = port;
@@ -1043,8 +1088,11 @@ static int nbd_export_size(const tp_export *e, uint64_t *ret, char **err)
         return 0;
 }
 
-static int open_stopped(const tp_export_cfg *cfg, const tp_export_req *req, const char *path, tp_export **ret,
-                        char **err)
+/* An export by our own qemu-nbd: of a stopped VM's image, or (running) of
+ * an internal snapshot of a running VM's image, which open_running_snapshot
+ * checked. */
+static int open_qemu_nbd(const tp_export_cfg *cfg, const tp_export_req *req, const char *path, bool running,
+                         tp_export **ret, char **err)
 {
         _cleanup_(export_freep) tp_export *e = NULL;
         uint16_t taken[PORT_ATTEMPTS];
@@ -1054,6 +1102,9 @@ static int open_stopped(const tp_export_cfg *cfg, const tp_export_req *req, cons
         bool qcow2;
         int r;
 
+        /* A running VM's image may only be read, and only in a snapshot. */
+        if (running && (!req->snapshot || req->write || req->since || req->checkpoint))
+                return -EINVAL;
         r = image_info_get(cfg, path, &info, err);
         if (r < 0)
                 return r;
@@ -1084,7 +1135,7 @@ static int open_stopped(const tp_export_cfg *cfg, const tp_export_req *req, cons
                         goto out;
         }
 
-        r = export_new(req->vm, cfg->data_host, info.format, req->since, false, &e);
+        r = export_new(req->vm, cfg->data_host, info.format, req->since, running, &e);
         if (r < 0)
                 goto out;
         e->size = info.size;
@@ -1132,7 +1183,7 @@ out:
         return r;
 }
 
-static int close_stopped(tp_export *e)
+static int close_qemu_nbd(tp_export *e)
 {
         export_priv *p = e->priv;
 
@@ -1441,8 +1492,8 @@ static int open_running(const tp_export_cfg *cfg, const tp_export_req *req, cons
 
         if (req->write)
                 return fail(err, -EBUSY, "VM %s is running; shut it down to write its disk", req->vm);
-        if (req->snapshot)
-                return fail(err, -EINVAL, "VM %s is running: its internal snapshots cannot be exported", req->vm);
+        if (req->snapshot) /* open_running_snapshot's */
+                return -EINVAL;
         r = vm_disk_find(q, req->vm, path, &d, err);
         if (r < 0)
                 return r;
@@ -1563,6 +1614,39 @@ fail:
         return r;
 }
 
+/* An internal snapshot of a running VM's disk: checked in QEMU's own view
+ * (the disk is attached, qcow2, and lists the snapshot), then served by
+ * qemu-nbd with force-share (see DESIGN). The QMP session is closed before
+ * qemu-nbd starts: that may take seconds, and QEMU's monitor serves one
+ * client at a time. */
+static int open_running_snapshot(const tp_export_cfg *cfg, const tp_export_req *req, const char *path, tp_qmp **q,
+                                 tp_export **ret, char **err)
+{
+        _cleanup_(vm_disk_done) vm_disk d = { 0 };
+        json_t *snapshots;
+        int r;
+
+        if (req->write)
+                return fail(err, -EINVAL, "an internal snapshot can only be read");
+        if (req->checkpoint)
+                return fail(err, -EINVAL,
+                            "VM %s is running: checkpoint %s would start now, not at snapshot %s; "
+                            "create it when backing up the live disk",
+                            req->vm, req->checkpoint, req->snapshot);
+        r = vm_disk_find(*q, req->vm, path, &d, err);
+        *q = tp_qmp_free(*q);
+        if (r < 0)
+                return r;
+        if (!streq(d.drv, "qcow2"))
+                return fail(err, -ENOENT, "no internal snapshot %s in %s: running VM %s reads it as a raw image",
+                            req->snapshot, path, req->vm);
+        snapshots = json_object_get(json_object_get(d.node, "image"), "snapshots");
+        if (!find_named(snapshots, req->snapshot))
+                return fail(err, -ENOENT, "no internal snapshot %s in %s (running VM %s)", req->snapshot, path,
+                            req->vm);
+        return open_qemu_nbd(cfg, req, path, true, ret, err);
+}
+
 static int close_running(const tp_export_cfg *cfg, tp_export *e, char **err)
 {
         export_priv *p = e->priv;
@@ -1646,13 +1730,16 @@ int tp_export_open(const tp_export_cfg *cfg, const tp_export_req *req, tp_export
         r = vm_qmp(cfg, req->vm, &q, err);
         if (r < 0)
                 return r;
-        if (r > 0)
+        if (r > 0 && req->snapshot)
+                r = open_running_snapshot(cfg, req, path, &q, ret, err);
+        else if (r > 0)
                 r = open_running(cfg, req, path, q, v, ret, err);
         else
-                r = open_stopped(cfg, req, path, ret, err);
+                r = open_qemu_nbd(cfg, req, path, false, ret, err);
         if (r >= 0)
-                log_debug("exported %s of VM %s as %s on %s:%u (%s)", path, req->vm, (*ret)->name, (*ret)->host,
-                          (*ret)->port, (*ret)->running ? "QEMU" : "qemu-nbd");
+                log_debug("exported %s%s%s of %s VM %s as %s on %s:%u (%s)", path, req->snapshot ? ", snapshot " : "",
+                          strempty(req->snapshot), (*ret)->running ? "running" : "stopped", req->vm, (*ret)->name,
+                          (*ret)->host, (*ret)->port, ((export_priv *)(*ret)->priv)->qemu_nbd ? "qemu-nbd" : "QEMU");
         return r;
 }
 
@@ -1662,7 +1749,7 @@ int tp_export_close(const tp_export_cfg *cfg, tp_export *e, char **err)
 
         if (!cfg || !e || !e->priv)
                 return -EINVAL;
-        r = e->running ? close_running(cfg, e, err) : close_stopped(e);
+        r = ((export_priv *)e->priv)->qemu_nbd ? close_qemu_nbd(e) : close_running(cfg, e, err);
         log_debug("closed export %s on port %u: %s", e->name, e->port, r < 0 ? strerror(-r) : "ok");
         export_free(e);
         return r;

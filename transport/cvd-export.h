@@ -6,6 +6,10 @@
  * vbak's checkpoints (qemu-img bitmap offline, QMP block-dirty-bitmap-*
  * online).
  *
+ * An internal snapshot of a qcow2 image is served by qemu-nbd whether the VM
+ * runs or not (with force-share when it runs: the snapshot does not change
+ * while the VM writes, see cvd-export.c).
+ *
  * DESIGN: every function here blocks (it runs qemu-img, waits for qemu-nbd
  * to listen, talks QMP) and is meant to run on a worker thread of the
  * server's loop; all of them are thread-safe. Nothing here knows the
@@ -35,7 +39,7 @@ typedef struct tp_export_cfg {
 typedef struct tp_export_req {
         const char *vm;         /* VM name: letters, digits, '.', '_', '-' */
         const char *path;       /* the disk image (qcow2 or raw), absolute */
-        const char *snapshot;   /* stopped qcow2 only: an internal snapshot to export; NULL for the live image */
+        const char *snapshot;   /* qcow2 only: an internal snapshot to export (read-only); NULL for the live image */
         bool write;             /* read-write (restores; stopped VMs only) */
         const char *since;      /* a checkpoint (bitmap) whose changes are exported as qemu:dirty-bitmap:<since> */
         const char *checkpoint; /* a checkpoint to ensure exists from now on (created if missing), or NULL */
@@ -52,7 +56,7 @@ typedef struct tp_export {
         uint32_t granularity;  /* the since bitmap's granularity in bytes; 0 without since */
         char **contexts;       /* meta contexts offered: "base:allocation", "qemu:dirty-bitmap:<since>" */
         size_t n_contexts;
-        bool running; /* served by the VM's QEMU (QMP) rather than qemu-nbd */
+        bool running; /* the VM runs: served by its QEMU (QMP), or by qemu-nbd for an internal snapshot */
         void *priv;   /* the backend's own state (pid, QMP export id, temp bitmap) */
 } tp_export;
 
@@ -70,7 +74,8 @@ typedef struct tp_bitmap_info {
  *   -ENOENT  no such image, snapshot or bitmap
  *   -EEXIST  bitmap already exists (bitmap create)
  *   -EBUSY   no free port in the range; a running VM asked for write mode
- *   -EINVAL  a bad argument (bad name, internal snapshot of a running VM)
+ *   -EINVAL  a bad argument (bad name; a snapshot with since, read-write, or
+ *            with a checkpoint when the VM runs)
  *   -EIO     a QEMU tool failed (its message is in *err) */
 bool tp_export_path_allowed(const tp_export_cfg *cfg, const char *path, char **resolved);
 int tp_export_open(const tp_export_cfg *cfg, const tp_export_req *req, tp_export **ret, char **err);

@@ -45,6 +45,8 @@ struct tp_disk {
         tp_nbd_reopen_done_fn reopen_done;
         tp_nbd *reopen_nbd;
         tp_nbd_stats stats; /* kept when the connections close before the disk does */
+        bool released;      /* tp_disk_release: the export is closed, the session kept */
+        uv_work_t later;    /* reports "nothing to do" from the loop */
         void (*close_done)(void *userdata);
         void *close_userdata;
 };
@@ -506,19 +508,89 @@ static void commit_nbd_closed(void *userdata)
                 d->plan_done(d->plan_userdata, k, "cannot close the disk on the disk service");
 }
 
+static void nothing_work(uv_work_t *w)
+{
+        (void)w;
+}
+
+static void nothing_done(uv_work_t *w, int status)
+{
+        tp_disk *d = w->data;
+
+        (void)status;
+        d->plan_done(d->plan_userdata, 0, NULL);
+}
+
+/* Calls plan_done(0) from the loop, never from inside the caller. */
+static int report_later(tp_disk *d)
+{
+        d->later.data = d;
+        return uv_queue_work(d->loop, &d->later, nothing_work, nothing_done);
+}
+
 int tp_disk_commit(tp_disk *d, tp_disk_done_fn done, void *userdata)
 {
+        bool drop = d->client && !d->client_lost && d->since && d->checkpoint && !streq(d->since, d->checkpoint);
+        int k;
+
         d->plan_done = done;
         d->plan_userdata = userdata;
+        if (d->released) {
+                if (!drop)
+                        return report_later(d);
+                k = tp_cvd_bitmap_remove(d->client, d->url.vm, d->url.path, d->since, bitmap_removed, d);
+                return k;
+        }
         /* cvd: the new checkpoint took over; the one read from goes, once
          * the export is closed (it holds the image). Plain NBD: the
          * checkpoints belong to whoever runs the export. */
-        if (d->client && !d->client_lost && d->since && d->checkpoint && !streq(d->since, d->checkpoint)) {
+        if (drop) {
                 d->stats = *tp_nbd_get_stats(d->nbd);
                 tp_nbd_close(d->nbd, commit_nbd_closed, d);
                 return 0;
         }
         return tp_nbd_pread(d->nbd, NULL, 0, 0, commit_done, d);
+}
+
+static void release_disk_closed(tp_cvd_client *c, int r, const char *msg, void *userdata)
+{
+        tp_disk *d = userdata;
+
+        (void)c;
+        d->released = true;
+        /* Already gone is fine: the session may have ended with it. */
+        if (r == VB_E_NOT_FOUND)
+                r = 0;
+        d->plan_done(d->plan_userdata, r ? -EIO : 0, r ? msg : NULL);
+}
+
+static void release_nbd_closed(void *userdata)
+{
+        tp_disk *d = userdata;
+        int k;
+
+        d->nbd = NULL;
+        if (!d->client || d->client_lost) {
+                d->released = true;
+                d->plan_done(d->plan_userdata, 0, NULL);
+                return;
+        }
+        k = tp_cvd_disk_close(d->client, d->handle, release_disk_closed, d);
+        if (k < 0)
+                d->plan_done(d->plan_userdata, k, "cannot close the disk on the disk service");
+}
+
+int tp_disk_release(tp_disk *d, tp_disk_done_fn done, void *userdata)
+{
+        d->plan_done = done;
+        d->plan_userdata = userdata;
+        if (!d->nbd || d->released) {
+                d->released = true;
+                return report_later(d);
+        }
+        d->stats = *tp_nbd_get_stats(d->nbd);
+        tp_nbd_close(d->nbd, release_nbd_closed, d);
+        return 0;
 }
 
 static void nbd_closed(void *userdata)

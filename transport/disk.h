@@ -78,6 +78,11 @@ void tp_disk_target(tp_disk *d, sp_target *ret);
 /* After the restore point is committed: the checkpoint the backup read
  * from is no longer needed (cvd: removed; nbd: nothing to do). */
 int tp_disk_commit(tp_disk *d, tp_disk_done_fn done, void *userdata);
+/* Closes the data connections and the export but keeps the disk service's
+ * session, so that the image is free (a platform snapshot can be deleted,
+ * which writes into it) and tp_disk_commit can still remove the old
+ * checkpoint afterwards. */
+int tp_disk_release(tp_disk *d, tp_disk_done_fn done, void *userdata);
 
 void tp_disk_close(tp_disk *d, void (*done)(void *userdata), void *userdata);
 

@@ -126,8 +126,8 @@ assert_cmp -le $((want_free - got_free)) 64 "freeSize from statvfs (MB)"
 assert_cmp -ge $((want_free - got_free)) -64 "freeSize from statvfs (MB)"
 assert_eq 200 "$(cas GET 'storage/info?hostId=3&poolName=data')" "storage/info"
 assert_contains body.out '<title>数据存储</title>'
-assert_contains body.out '<totalSize>102400</totalSize>'
-assert_contains body.out '<freeSize>102368</freeSize>'
+assert_contains body.out '<totalSize>2097152</totalSize>'
+assert_contains body.out '<freeSize>2097120</freeSize>'
 
 info "capabilities and checkCbtBackup"
 assert_eq 200 "$(cas PUT vm/checkCbtBackup/101)" "checkCbtBackup"

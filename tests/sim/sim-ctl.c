@@ -33,7 +33,7 @@ static const char *const knob_names[SIM_FAULT_COUNT] = {
         [SIM_FAULT_SNAPSHOT_FAIL] = "snapshot-fail", [SIM_FAULT_TASK_SLOW] = "task-slow",
         [SIM_FAULT_SHUTDOWN_HANG] = "shutdown-hang", [SIM_FAULT_SESSION_EXPIRY] = "session-expiry",
         [SIM_FAULT_CONN_RESET] = "conn-reset",       [SIM_FAULT_HOST_DOWN] = "host-down",
-        [SIM_FAULT_POOL_FULL] = "pool-full",
+        [SIM_FAULT_POOL_FULL] = "pool-full",         [SIM_FAULT_GUEST_AGENT] = "guest-agent",
 };
 
 static unsigned global_faults;
@@ -154,6 +154,7 @@ static char *cmd_power_cycle(sim_model *m, int argc, char **argv)
         (void)sim_qemu_stop(vm, false, &err);
         vm->running = false;
         vm->cbt_valid = false;
+        vm->fs_frozen = false;
         r = sim_qemu_start(vm, &err);
         if (r < 0)
                 return answer("error: restarting %s: %s", vm->name, err ? err : strerror(-r));

@@ -13,7 +13,8 @@
  * so the hosts' ranges never overlap. A VM migrated to another host keeps
  * its disks where they are (shared storage), so a host's service also
  * serves the folders of the disks of every VM placed on it; a migration
- * restarts the destination's service. Each vbak-cvd is a child of the
+ * restarts the destination's service, and so does a VM added (vm/add,
+ * addDevice) with a disk outside the host's pools. Each vbak-cvd is a child of the
  * simulator, known to the watchdog (sim-qemu.c), so a killed simulator
  * leaks none.
  */
@@ -137,6 +138,23 @@ static int add_dir(char **dirs, size_t *n, const char *dir)
         return 0;
 }
 
+static char *join_dirs(char **dirs, size_t n)
+{
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                fprintf(f, "%s\n", dirs[i]);
+        if (fclose(f) != 0) {
+                free(out);
+                return NULL;
+        }
+        return out;
+}
+
 static int host_dirs(sim_model *m, const sim_host *h, char **dirs, size_t *n)
 {
         int r = 0;
@@ -202,6 +220,8 @@ int sim_cvd_start(sim_model *m, sim_host *h, char **err)
                 argv[n++] = dirs[i];
         }
         argv[n] = NULL;
+        free(h->cvd_dirs);
+        h->cvd_dirs = join_dirs(dirs, n_dirs);
 
         pid = fork();
         if (pid < 0) {
@@ -263,6 +283,29 @@ void sim_cvd_stop(sim_host *h)
         sim_watchdog_tell('-', pid);
         h->cvd_pid = 0;
         log_info("host %s: vbak-cvd stopped", h->name);
+}
+
+int sim_cvd_refresh(sim_model *m, sim_host *h, char **err)
+{
+        _cleanup_free_ char *now = NULL;
+        char *dirs[MAX_DIRS];
+        size_t n_dirs = 0;
+        int r;
+
+        if (!pid_running(h->cvd_pid))
+                return 0;
+        r = host_dirs(m, h, dirs, &n_dirs);
+        if (r >= 0 && !(now = join_dirs(dirs, n_dirs)))
+                r = -ENOMEM;
+        for (size_t i = 0; i < n_dirs; i++)
+                free(dirs[i]);
+        if (r < 0)
+                return fail(err, "host %s: vbak-cvd: %s", h->name, strerror(-r));
+        if (streq_ptr(now, h->cvd_dirs))
+                return 0;
+        log_info("host %s: the folders to serve changed, restarting vbak-cvd", h->name);
+        sim_cvd_stop(h);
+        return sim_cvd_start(m, h, err);
 }
 
 void sim_cvd_stop_all(sim_model *m)

@@ -56,7 +56,8 @@ static void usage(FILE *f)
               "  migrate VM HOST                      place the VM on another host\n"
               "  hostid HOST NEWID                    change a host's id\n"
               "  fault KNOB [VM|HOST] on|off          snapshot-fail, task-slow, shutdown-hang,\n"
-              "                                       session-expiry, conn-reset, host-down, pool-full\n",
+              "                                       session-expiry, conn-reset, host-down, pool-full,\n"
+              "                                       guest-agent (executeCmd answers like qemu-ga)\n",
               f);
 }
 

@@ -9,7 +9,8 @@
  * the model flattens it into arrays with parent ids, which is what every
  * view needs. Every string is copied, so the JSON document is dropped after
  * loading. Relative storage pool paths and disk paths are taken relative to
- * the state directory.
+ * the state directory. vm/add and vm/delete (sim-restore.c) grow and shrink
+ * the VM array at run time; VM ids are never reused within a run.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -174,6 +175,7 @@ static int load_vm(loader *l, const sim_host *h, json_t *jv)
         vm->system = int_or(jv, "system", 1);
         vm->cpu_sockets = int_or(jv, "cpuSockets", 1);
         vm->cpu_cores = int_or(jv, "cpuCores", 1);
+        vm->cpu_mode = str_or(jv, "cpuMode", "custom");
         vm->memory_mb = int_or(jv, "memory", 512);
         json_array_foreach(json_object_get(jv, "disks"), i, x)
         {
@@ -194,8 +196,9 @@ static int load_vm(loader *l, const sim_host *h, json_t *jv)
                 n->vs_id = int_or(x, "vsId", 1);
                 n->ip = str_or(x, "ip", "");
                 n->model = str_or(x, "deviceModel", "virtio");
+                n->profile_id = int_or(x, "profileId", 1);
         }
-        return vm->uuid && vm->title ? 0 : -ENOMEM;
+        return vm->uuid && vm->title && vm->cpu_mode ? 0 : -ENOMEM;
 }
 
 static int load_host(loader *l, int64_t hostpool_id, int64_t cluster_id, json_t *jh)
@@ -254,7 +257,8 @@ static int load_host(loader *l, int64_t hostpool_id, int64_t cluster_id, json_t 
                 p->title = str_or(x, "title", p->name);
                 p->type = str_or(x, "type", "dir");
                 p->path = resolve_path(l, NULL, path);
-                p->capacity_mb = int_or(x, "capacity", 102400);
+                /* 2 TiB: enough that a client's default free-space check passes. */
+                p->capacity_mb = int_or(x, "capacity", 2097152);
         }
         /* VMs last: their disks refer to the host's storage pools. */
         json_array_foreach(json_object_get(jh, "vms"), i, x)
@@ -351,6 +355,9 @@ int sim_model_load(sim_model *m, const char *topology, const char *state_dir, ch
         }
         if (m->n_hostpools == 0)
                 r = fail(&l, "%s: no \"hostPools\"", topology);
+        m->next_vm_id = 1;
+        for (i = 0; i < m->n_vms; i++)
+                m->next_vm_id = MAX(m->next_vm_id, m->vms[i].id + 1);
 out:
         json_decref(doc);
         if (r < 0) {
@@ -362,37 +369,50 @@ out:
         return r;
 }
 
+void sim_vm_free(sim_vm *vm)
+{
+        for (size_t k = 0; k < vm->n_disks; k++) {
+                free(vm->disks[k].device);
+                free(vm->disks[k].path);
+                free(vm->disks[k].backing);
+                free(vm->disks[k].format);
+                free(vm->disks[k].bus);
+                free(vm->disks[k].pool);
+        }
+        for (size_t k = 0; k < vm->n_nics; k++) {
+                free(vm->nics[k].mac);
+                free(vm->nics[k].vs_name);
+                free(vm->nics[k].ip);
+                free(vm->nics[k].model);
+        }
+        for (size_t k = 0; k < vm->n_snaps; k++)
+                sim_snapshot_free(&vm->snaps[k]);
+        free(vm->snaps);
+        free(vm->disks);
+        free(vm->nics);
+        free(vm->uuid);
+        free(vm->name);
+        free(vm->title);
+        free(vm->description);
+        free(vm->os_version);
+        free(vm->create_date);
+        free(vm->cpu_mode);
+        *vm = (sim_vm){ 0 };
+}
+
+void sim_model_vm_remove(sim_model *m, sim_vm *vm)
+{
+        size_t idx = (size_t)(vm - m->vms);
+
+        sim_vm_free(vm);
+        memmove(&m->vms[idx], &m->vms[idx + 1], (m->n_vms - idx - 1) * sizeof(*vm));
+        m->n_vms--;
+}
+
 void sim_model_free(sim_model *m)
 {
-        for (size_t i = 0; i < m->n_vms; i++) {
-                sim_vm *vm = &m->vms[i];
-
-                for (size_t k = 0; k < vm->n_disks; k++) {
-                        free(vm->disks[k].device);
-                        free(vm->disks[k].path);
-                        free(vm->disks[k].backing);
-                        free(vm->disks[k].format);
-                        free(vm->disks[k].bus);
-                        free(vm->disks[k].pool);
-                }
-                for (size_t k = 0; k < vm->n_nics; k++) {
-                        free(vm->nics[k].mac);
-                        free(vm->nics[k].vs_name);
-                        free(vm->nics[k].ip);
-                        free(vm->nics[k].model);
-                }
-                for (size_t k = 0; k < vm->n_snaps; k++)
-                        sim_snapshot_free(&vm->snaps[k]);
-                free(vm->snaps);
-                free(vm->disks);
-                free(vm->nics);
-                free(vm->uuid);
-                free(vm->name);
-                free(vm->title);
-                free(vm->description);
-                free(vm->os_version);
-                free(vm->create_date);
-        }
+        for (size_t i = 0; i < m->n_vms; i++)
+                sim_vm_free(&m->vms[i]);
         for (size_t i = 0; i < m->n_hosts; i++) {
                 sim_host *h = &m->hosts[i];
 
@@ -409,6 +429,7 @@ void sim_model_free(sim_model *m)
                 }
                 free(h->nets);
                 free(h->pools);
+                free(h->cvd_dirs);
                 free(h->name);
                 free(h->ip);
         }
@@ -494,5 +515,26 @@ sim_spool *sim_model_spool(sim_host *h, const char *name)
         for (size_t i = 0; i < h->n_pools; i++)
                 if (streq(h->pools[i].name, name))
                         return &h->pools[i];
+        return NULL;
+}
+
+sim_spool *sim_model_spool_of_path(sim_host *h, const char *path)
+{
+        const char *slash = strrchr(path, '/');
+
+        for (size_t i = 0; slash && i < h->n_pools; i++) {
+                size_t n = strlen(h->pools[i].path);
+
+                if ((size_t)(slash - path) == n && strncmp(path, h->pools[i].path, n) == 0)
+                        return &h->pools[i];
+        }
+        return NULL;
+}
+
+sim_vm *sim_model_vm_by_name(sim_model *m, const char *name)
+{
+        for (size_t i = 0; i < m->n_vms; i++)
+                if (streq(m->vms[i].name, name))
+                        return &m->vms[i];
         return NULL;
 }

@@ -4,6 +4,10 @@
  * topology (qemu-img), the VMs as QEMU processes (TCG, no guest OS), QMP,
  * and snapshots, which are QEMU's own (cas-api.md §3.3, §3.4).
  *
+ * A storage pool folder the simulator makes holds the empty marker file
+ * SIM_POOL_MARK, so that a later run on the same state dir still reports the
+ * topology's capacity rather than the real file system's (see sim-views.c).
+ *
  * State dir layout (the QMP path is what vbak-cvd --qmp-dir expects):
  *   qmp/<vm>.qmp   the QMP socket of a running VM
  *   run/<vm>.pid   its pid file; run/<vm>.log its stdout/stderr
@@ -37,6 +41,10 @@
  * one commits the overlay back (active block-commit + block-job-complete,
  * or qemu-img commit) and removes it. Only the newest external snapshot can
  * be deleted that way; simplifyImageChain deletes them newest first.
+ * A disk added to a running VM (addDevice) is hot-plugged under the next
+ * index's names (blockdev-add file<i> and fmt<i>, device_add vd<i>), the names
+ * a restart gives it too. There is no hot unplug: device_del needs a guest
+ * to acknowledge it, and no guest OS runs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -301,12 +309,22 @@ int sim_qemu_prepare(sim_model *m, char **err)
 
                 for (size_t k = 0; k < h->n_pools; k++) {
                         sim_spool *p = &h->pools[k];
+                        _cleanup_free_ char *mark = NULL;
+                        _cleanup_close_ int fd = -1;
 
-                        if (file_exists(p->path))
+                        /* A folder an earlier run made carries the marker: still the simulator's. */
+                        if (asprintf(&mark, "%s/" SIM_POOL_MARK, p->path) < 0)
+                                return -ENOMEM;
+                        if (file_exists(p->path)) {
+                                p->created = file_exists(mark);
                                 continue;
+                        }
                         r = vb_mkdir_p_at(AT_FDCWD, p->path, 0755);
                         if (r < 0)
                                 return fail(err, "storage pool %s: %s", p->path, strerror(-r));
+                        fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                        if (fd < 0)
+                                return fail(err, "%s: %s", mark, strerror(errno));
                         p->created = true;
                 }
         }
@@ -336,6 +354,40 @@ int sim_qemu_prepare(sim_model *m, char **err)
                 }
         }
         return 0;
+}
+
+int sim_qemu_img_create(const char *path, const char *format, uint64_t size_mb, const char *prealloc,
+                        const char *cluster_size, const char *backing, const char *backing_fmt, char **err)
+{
+        _cleanup_free_ char *log = state_path("run", "cmd", ".log"), *size = NULL, *opts = NULL;
+        char *argv[16];
+        size_t n = 0;
+
+        if (!log || asprintf(&size, "%" PRIu64 "M", size_mb) < 0)
+                return -ENOMEM;
+        if ((prealloc || cluster_size) &&
+            asprintf(&opts, "%s%s%s%s%s", prealloc ? "preallocation=" : "", str0(prealloc),
+                     prealloc && cluster_size ? "," : "", cluster_size ? "cluster_size=" : "", str0(cluster_size)) < 0)
+                return -ENOMEM;
+        argv[n++] = "qemu-img";
+        argv[n++] = "create";
+        argv[n++] = "-q";
+        argv[n++] = "-f";
+        argv[n++] = (char *)format;
+        if (opts) {
+                argv[n++] = "-o";
+                argv[n++] = opts;
+        }
+        if (backing) {
+                argv[n++] = "-b";
+                argv[n++] = (char *)backing;
+                argv[n++] = "-F";
+                argv[n++] = (char *)backing_fmt;
+        }
+        argv[n++] = (char *)path;
+        argv[n++] = size;
+        argv[n] = NULL;
+        return run(argv, log, err);
 }
 
 /* A -blockdev value: commas in a file name are doubled (QEMU's option syntax). */
@@ -534,6 +586,43 @@ void sim_qemu_refresh(sim_model *m)
                         vm->running = false;
                 }
         }
+}
+
+int sim_qemu_hotplug(sim_vm *vm, size_t i, char **err)
+{
+        _cleanup_(tp_qmp_freep) tp_qmp *q = NULL;
+        _cleanup_free_ char *ignored = NULL;
+        char file[32], fmt[32], dev[32];
+        int r;
+
+        if (i >= vm->n_disks)
+                return fail(err, "no disk %zu", i);
+        snprintf(file, sizeof(file), "file%zu", i);
+        snprintf(fmt, sizeof(fmt), "fmt%zu", i);
+        snprintf(dev, sizeof(dev), "vd%zu", i);
+        r = qmp_open(vm, &q, err);
+        if (r < 0)
+                return r;
+        r = qmp_do(q, "blockdev-add",
+                   json_pack("{s:s, s:s, s:s}", "driver", "file", "filename", vm->disks[i].path, "node-name", file),
+                   NULL, err);
+        if (r < 0)
+                return r;
+        r = qmp_do(q, "blockdev-add",
+                   json_pack("{s:s, s:s, s:s}", "driver", vm->disks[i].format, "file", file, "node-name", fmt), NULL,
+                   err);
+        if (r >= 0) {
+                r = qmp_do(q, "device_add",
+                           json_pack("{s:s, s:s, s:s}", "driver", "virtio-blk-pci", "drive", fmt, "id", dev), NULL,
+                           err);
+                if (r >= 0) {
+                        log_info("VM %s: %s hot-plugged as %s (%s)", vm->name, vm->disks[i].path, dev, fmt);
+                        return 0;
+                }
+                (void)qmp_do(q, "blockdev-del", json_pack("{s:s}", "node-name", fmt), NULL, &ignored);
+        }
+        (void)qmp_do(q, "blockdev-del", json_pack("{s:s}", "node-name", file), NULL, &ignored);
+        return r;
 }
 
 /* The top node of device vd<i> (query-block). */

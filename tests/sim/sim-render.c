@@ -23,7 +23,8 @@
 #include "daemon/util.h"
 #include "tests/sim/sim.h"
 
-static void xml_text(FILE *f, const char *s)
+/* Escaped as JAXB does: &, < and > always, a quote only inside an attribute. */
+static void xml_text(FILE *f, const char *s, bool attr)
 {
         for (; *s; s++) {
                 switch (*s) {
@@ -37,7 +38,7 @@ static void xml_text(FILE *f, const char *s)
                         fputs("&gt;", f);
                         break;
                 case '"':
-                        fputs("&quot;", f);
+                        fputs(attr ? "&quot;" : "\"", f);
                         break;
                 default:
                         fputc(*s, f);
@@ -45,12 +46,12 @@ static void xml_text(FILE *f, const char *s)
         }
 }
 
-static void xml_scalar(FILE *f, json_t *v)
+static void xml_scalar(FILE *f, json_t *v, bool attr)
 {
         char num[64];
 
         if (json_is_string(v)) {
-                xml_text(f, json_string_value(v));
+                xml_text(f, json_string_value(v), attr);
         } else if (json_is_integer(v)) {
                 fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         } else if (json_is_real(v)) {
@@ -77,7 +78,7 @@ static void xml_element(FILE *f, const char *name, json_t *v, sim_quirks q)
         fprintf(f, "<%s", name);
         if (!json_is_object(v)) {
                 fputc('>', f);
-                xml_scalar(f, v);
+                xml_scalar(f, v, false);
                 fprintf(f, "</%s>", name);
                 return;
         }
@@ -85,7 +86,7 @@ static void xml_element(FILE *f, const char *name, json_t *v, sim_quirks q)
         {
                 if (key[0] == '@' && q == SIM_QUIRKS_LEGACY) {
                         fprintf(f, " %s=\"", key + 1);
-                        xml_scalar(f, child);
+                        xml_scalar(f, child, true);
                         fputc('"', f);
                 } else if (!json_is_null(child) && !(json_is_array(child) && json_array_size(child) == 0)) {
                         empty = false;

@@ -7,7 +7,13 @@
  * DESIGN: a handler that meets an unknown entity answers the 409 business
  * error with the Error-Code CAS uses for it (cas-api.md §5: 1001 VM, 402
  * host, 304 host pool, 11 otherwise); only an unknown path or task is a 404
- * (§2.2: S4 reads 404 on message/{id} as "task does not exist").
+ * (§2.2: S4 reads 404 on message/{id} as "task does not exist"). Request
+ * bodies are parsed once into a tree of objects, arrays and strings whatever
+ * the client sent (XML; JSON bare or wrapped in the root's name; typed or
+ * string scalars; a one-item list as an object or an array), so a handler
+ * reads every form the same way. The restore endpoints (volumes, vm/add,
+ * devices, delete) and executeCmd live in sim-volumes.c, sim-restore.c and
+ * sim-agent.c; the table below lists them all.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,15 +25,9 @@
 #include "daemon/util.h"
 #include "tests/sim/sim.h"
 
-#define MAX_SEGS 8
+#define MAX_SEGS SIM_MAX_SEGS
 
-typedef struct {
-        sim_request *req;
-        sim_model *m;
-        const char *seg[MAX_SEGS]; /* the segments matched by "*" */
-        const char *body;
-        sim_reply *rep;
-} route_ctx;
+typedef sim_route_ctx route_ctx;
 
 static const char *str0(const char *s)
 {
@@ -43,15 +43,14 @@ void sim_reply_error(sim_reply *rep, int code, const char *message)
         rep->error_message = message;
 }
 
-static void reply_tree(sim_reply *rep, const char *root, json_t *tree)
+void sim_reply_tree(sim_reply *rep, const char *root, json_t *tree)
 {
         rep->status = 200;
         rep->root = root;
         rep->tree = tree;
 }
 
-/* A query parameter as an id; false when absent or not a number. */
-static bool arg_id(route_ctx *c, const char *key, int64_t *out)
+bool sim_route_arg_id(route_ctx *c, const char *key, int64_t *out)
 {
         return sim_parse_id(sim_request_arg(c->req, key), out);
 }
@@ -74,13 +73,13 @@ static void reply_page(route_ctx *c, const char *child, json_t *items)
         int64_t offset = 0, limit = -1;
         size_t n = json_array_size(items);
 
-        (void)arg_id(c, "offset", &offset);
-        (void)arg_id(c, "limit", &limit);
+        (void)sim_route_arg_id(c, "offset", &offset);
+        (void)sim_route_arg_id(c, "limit", &limit);
         for (size_t i = (size_t)MAX(offset, 0); i < n && (limit < 0 || (int64_t)json_array_size(page) < limit); i++)
                 json_array_append(page, json_array_get(items, i));
         json_decref(items);
         json_object_set_new(list, child, page);
-        reply_tree(c->rep, "list", list);
+        sim_reply_tree(c->rep, "list", list);
         c->rep->total = (int64_t)n;
 }
 
@@ -96,7 +95,7 @@ static void r_hostpool_all(route_ctx *c)
         for (size_t i = 0; i < c->m->n_hostpools; i++)
                 json_array_append_new(a, sim_view_hostpool(c->m, &c->m->hostpools[i]));
         json_object_set_new(list, "hostPool", a);
-        reply_tree(c->rep, "list", list);
+        sim_reply_tree(c->rep, "list", list);
 }
 
 /* <nodeList> with clusterList[] and hostList[] (hosts placed directly in the pool) (§2.4). */
@@ -118,7 +117,7 @@ static void r_hostpool_children(route_ctx *c)
                         json_array_append_new(hosts, sim_view_host_brief(&c->m->hosts[i]));
         json_object_set_new(o, "clusterList", clusters);
         json_object_set_new(o, "hostList", hosts);
-        reply_tree(c->rep, "nodeList", o);
+        sim_reply_tree(c->rep, "nodeList", o);
 }
 
 static void r_cluster_all(route_ctx *c)
@@ -128,7 +127,7 @@ static void r_cluster_all(route_ctx *c)
         for (size_t i = 0; i < c->m->n_clusters; i++)
                 json_array_append_new(a, sim_view_cluster(c->m, &c->m->clusters[i]));
         json_object_set_new(list, "cluster", a);
-        reply_tree(c->rep, "list", list);
+        sim_reply_tree(c->rep, "list", list);
 }
 
 static void r_cluster_one(route_ctx *c)
@@ -138,7 +137,7 @@ static void r_cluster_one(route_ctx *c)
 
         if (!sim_parse_id(c->seg[0], &id) || !(cl = sim_model_cluster(c->m, id)))
                 return sim_reply_error(c->rep, 11, "集群不存在。");
-        reply_tree(c->rep, "cluster", sim_view_cluster(c->m, cl));
+        sim_reply_tree(c->rep, "cluster", sim_view_cluster(c->m, cl));
 }
 
 static void r_cluster_hosts(route_ctx *c)
@@ -146,7 +145,7 @@ static void r_cluster_hosts(route_ctx *c)
         json_t *a = json_array();
         int64_t id;
 
-        if (!arg_id(c, "clusterId", &id) || !sim_model_cluster(c->m, id))
+        if (!sim_route_arg_id(c, "clusterId", &id) || !sim_model_cluster(c->m, id))
                 return sim_reply_error(c->rep, 11, "集群不存在。");
         for (size_t i = 0; i < c->m->n_hosts; i++)
                 if (c->m->hosts[i].cluster_id == id)
@@ -161,7 +160,7 @@ static void r_host_all(route_ctx *c)
         for (size_t i = 0; i < c->m->n_hosts; i++)
                 json_array_append_new(a, sim_view_host_brief(&c->m->hosts[i]));
         json_object_set_new(list, "host", a);
-        reply_tree(c->rep, "list", list);
+        sim_reply_tree(c->rep, "list", list);
 }
 
 static void r_host_one(route_ctx *c)
@@ -171,7 +170,7 @@ static void r_host_one(route_ctx *c)
 
         if (!sim_parse_id(c->seg[0], &id) || !(h = sim_model_host(c->m, id)))
                 return err_no_host(c);
-        reply_tree(c->rep, "host", sim_view_host_detail(h));
+        sim_reply_tree(c->rep, "host", sim_view_host_detail(h));
 }
 
 /* vm/vmList: every VM, or filtered by hostId / clusterId / hpId (§3.1). */
@@ -180,9 +179,9 @@ static void r_vm_list(route_ctx *c)
         json_t *a = json_array();
         int64_t host = 0, cluster = 0, hp = 0;
 
-        (void)arg_id(c, "hostId", &host);
-        (void)arg_id(c, "clusterId", &cluster);
-        (void)arg_id(c, "hpId", &hp);
+        (void)sim_route_arg_id(c, "hostId", &host);
+        (void)sim_route_arg_id(c, "clusterId", &cluster);
+        (void)sim_route_arg_id(c, "hpId", &hp);
         for (size_t i = 0; i < c->m->n_vms; i++) {
                 sim_vm *vm = &c->m->vms[i];
                 sim_host *h = sim_model_host(c->m, vm->host_id);
@@ -206,13 +205,18 @@ static sim_vm *vm_reachable(route_ctx *c, sim_vm *vm)
         return vm;
 }
 
-static sim_vm *seg_vm(route_ctx *c, int i)
+sim_vm *sim_route_vm(route_ctx *c, const char *id_or_uuid)
 {
-        sim_vm *vm = sim_model_vm(c->m, c->seg[i]);
+        sim_vm *vm = sim_model_vm(c->m, str0(id_or_uuid));
 
         if (!vm)
                 err_no_vm(c);
         return vm_reachable(c, vm);
+}
+
+static sim_vm *seg_vm(route_ctx *c, int i)
+{
+        return sim_route_vm(c, c->seg[i]);
 }
 
 static void r_vm_one(route_ctx *c)
@@ -220,7 +224,7 @@ static void r_vm_one(route_ctx *c)
         sim_vm *vm = seg_vm(c, 0);
 
         if (vm)
-                reply_tree(c->rep, "domain", sim_view_vm(c->m, vm));
+                sim_reply_tree(c->rep, "domain", sim_view_vm(c->m, vm));
 }
 
 static void r_vm_detail(route_ctx *c)
@@ -228,7 +232,7 @@ static void r_vm_detail(route_ctx *c)
         sim_vm *vm = seg_vm(c, 0);
 
         if (vm)
-                reply_tree(c->rep, "domain", sim_view_vm_detail(c->m, vm));
+                sim_reply_tree(c->rep, "domain", sim_view_vm_detail(c->m, vm));
 }
 
 static void r_vm_storage(route_ctx *c)
@@ -236,7 +240,7 @@ static void r_vm_storage(route_ctx *c)
         sim_vm *vm = seg_vm(c, 0);
 
         if (vm)
-                reply_tree(c->rep, "list", sim_view_vm_storage(c->m, vm));
+                sim_reply_tree(c->rep, "list", sim_view_vm_storage(c->m, vm));
 }
 
 static void r_vm_capabilities(route_ctx *c)
@@ -252,7 +256,7 @@ static void r_vm_capabilities(route_ctx *c)
         json_object_set_new(o, "supportFastBackup", json_false());
         /* Not a CAS field: the simulator's CBT validity (false after a power cycle). */
         json_object_set_new(o, "cbtValid", json_boolean(vm->cbt_valid));
-        reply_tree(c->rep, "vmCapabilities", o);
+        sim_reply_tree(c->rep, "vmCapabilities", o);
 }
 
 /* PUT vm/checkCbtBackup/{id}: a bare true/false body (§3.5). */
@@ -276,7 +280,7 @@ static void power(route_ctx *c, sim_task_kind kind)
         t = sim_task_start(c->m, kind, vm);
         if (!t)
                 return sim_reply_error(c->rep, 11, "内部错误。");
-        reply_tree(c->rep, "taskMsg", t);
+        sim_reply_tree(c->rep, "taskMsg", t);
 }
 
 static void r_vm_start(route_ctx *c)
@@ -294,56 +298,126 @@ static void r_vm_poweroff(route_ctx *c)
         power(c, SIM_TASK_POWEROFF);
 }
 
-/* A request body as a flat object of strings: JSON (an object, or one
- * wrapped in "snapshot") or XML (<snapshot><vmId>..</vmId>..</snapshot>,
- * §3.4); NULL when it is neither. Element order is not significant. */
-static json_t *parse_body(const char *body)
+/* A JSON value with every scalar as a string (typed and legacy JSON read alike). */
+static json_t *json_normalise(json_t *v)
 {
-        json_t *out = json_object(), *doc, *o, *v;
         const char *key;
+        json_t *child, *out;
+        char num[64];
+        size_t i;
+
+        if (json_is_object(v)) {
+                out = json_object();
+                json_object_foreach(v, key, child)
+                {
+                        if (!json_is_null(child))
+                                json_object_set_new(out, key, json_normalise(child));
+                }
+                return out;
+        }
+        if (json_is_array(v)) {
+                out = json_array();
+                json_array_foreach(v, i, child) json_array_append_new(out, json_normalise(child));
+                return out;
+        }
+        if (json_is_string(v))
+                return json_incref(v);
+        if (json_is_integer(v))
+                snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else if (json_is_real(v))
+                snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+        else
+                snprintf(num, sizeof(num), "%s", json_is_true(v) ? "true" : "false");
+        return json_string(num);
+}
+
+/* An XML element: its text when it has no child element, else an object of
+ * its children, a repeated child name becoming an array. */
+static json_t *xml_tree(xmlNode *e)
+{
+        json_t *o = NULL;
+
+        for (xmlNode *n = e->children; n; n = n->next) {
+                const char *name = (const char *)n->name;
+                json_t *v, *old;
+
+                if (n->type != XML_ELEMENT_NODE)
+                        continue;
+                o = o ? o : json_object();
+                v = xml_tree(n);
+                old = json_object_get(o, name);
+                if (!old) {
+                        json_object_set_new(o, name, v);
+                } else if (json_is_array(old)) {
+                        json_array_append_new(old, v);
+                } else {
+                        json_t *a = json_array();
+
+                        json_array_append(a, old);
+                        json_array_append_new(a, v);
+                        json_object_set_new(o, name, a);
+                }
+        }
+        if (!o) {
+                xmlChar *text = xmlNodeGetContent(e);
+
+                o = json_string(text ? (const char *)text : "");
+                xmlFree(text);
+        }
+        return o;
+}
+
+json_t *sim_parse_body(const char *body, const char *root)
+{
+        json_t *out = NULL;
 
         while (*body == ' ' || *body == '\n' || *body == '\r' || *body == '\t')
                 body++;
         if (*body == '{') {
-                doc = json_loads(body, 0, NULL);
-                o = json_object_get(doc, "snapshot");
-                o = json_is_object(o) ? o : doc;
-                json_object_foreach(o, key, v)
-                {
-                        char num[32];
+                json_t *doc = json_loads(body, 0, NULL), *o = json_object_get(doc, root);
 
-                        if (json_is_string(v)) {
-                                json_object_set(out, key, v);
-                        } else if (json_is_integer(v)) {
-                                snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-                                json_object_set_new(out, key, json_string(num));
-                        } else if (json_is_boolean(v)) {
-                                json_object_set_new(out, key, json_string(json_is_true(v) ? "true" : "false"));
-                        }
-                }
+                out = json_normalise(json_is_object(o) ? o : doc);
                 json_decref(doc);
         } else if (*body == '<') {
                 xmlDoc *x = xmlReadMemory(body, (int)strlen(body), "body.xml", NULL,
                                           XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-                xmlNode *root = x ? xmlDocGetRootElement(x) : NULL;
+                xmlNode *e = x ? xmlDocGetRootElement(x) : NULL;
 
-                for (xmlNode *n = root ? root->children : NULL; n; n = n->next) {
-                        xmlChar *text;
-
-                        if (n->type != XML_ELEMENT_NODE)
-                                continue;
-                        text = xmlNodeGetContent(n);
-                        json_object_set_new(out, (const char *)n->name, json_string(text ? (const char *)text : ""));
-                        xmlFree(text);
-                }
+                out = e ? xml_tree(e) : NULL;
                 xmlFreeDoc(x);
+        }
+        if (!json_is_object(out)) {
+                json_decref(out);
+                out = json_object();
         }
         return out;
 }
 
-static const char *field(json_t *o, const char *key)
+const char *sim_body_str(json_t *o, const char *key)
 {
         return json_string_value(json_object_get(o, key));
+}
+
+json_t *sim_body_list(json_t *o, const char *key)
+{
+        json_t *v = json_object_get(o, key), *a;
+
+        if (json_is_array(v))
+                return json_incref(v);
+        a = json_array();
+        if (json_is_object(v))
+                json_array_append(a, v);
+        return a;
+}
+
+static json_t *parse_body(const char *body)
+{
+        return sim_parse_body(body, "snapshot");
+}
+
+static const char *field(json_t *o, const char *key)
+{
+        return sim_body_str(o, key);
 }
 
 /* The VM a snapshot body names: vmId, else uuid (§3.4). */
@@ -368,7 +442,7 @@ static void snapshot_create(route_ctx *c, sim_vm *vm, const char *name, int mode
         t = sim_task_start_snapshot(c->m, SIM_TASK_SNAPSHOT, vm, name, mode, desc);
         if (!t)
                 return sim_reply_error(c->rep, 11, "内部错误。");
-        reply_tree(c->rep, "taskMsg", t);
+        sim_reply_tree(c->rep, "taskMsg", t);
 }
 
 /* POST vm/snapshot: snapshotMode 1 internal (default), 2 external (§3.4). */
@@ -404,7 +478,7 @@ static void r_snapshot_list(route_ctx *c)
         sim_vm *vm = seg_vm(c, 0);
 
         if (vm)
-                reply_tree(c->rep, "list", sim_view_snapshots(vm));
+                sim_reply_tree(c->rep, "list", sim_view_snapshots(vm));
 }
 
 static void r_snapshot_delete(route_ctx *c)
@@ -419,7 +493,7 @@ static void r_snapshot_delete(route_ctx *c)
         t = sim_task_start_snapshot(c->m, SIM_TASK_SNAP_DELETE, vm, c->seg[1], 0, NULL);
         if (!t)
                 return sim_reply_error(c->rep, 11, "内部错误。");
-        reply_tree(c->rep, "taskMsg", t);
+        sim_reply_tree(c->rep, "taskMsg", t);
 }
 
 static void r_snapshot_simplify(route_ctx *c)
@@ -432,7 +506,7 @@ static void r_snapshot_simplify(route_ctx *c)
         t = sim_task_start_snapshot(c->m, SIM_TASK_SIMPLIFY, vm, NULL, 0, NULL);
         if (!t)
                 return sim_reply_error(c->rep, 11, "内部错误。");
-        reply_tree(c->rep, "taskMsg", t);
+        sim_reply_tree(c->rep, "taskMsg", t);
 }
 
 static void r_vm_backfilepath(route_ctx *c)
@@ -440,7 +514,7 @@ static void r_vm_backfilepath(route_ctx *c)
         sim_vm *vm = seg_vm(c, 0);
 
         if (vm)
-                reply_tree(c->rep, "backingfiles", sim_view_backfilepath(vm));
+                sim_reply_tree(c->rep, "backingfiles", sim_view_backfilepath(vm));
 }
 
 static void r_storage_pools(route_ctx *c)
@@ -449,14 +523,14 @@ static void r_storage_pools(route_ctx *c)
         int64_t id;
         sim_host *h;
 
-        if (!arg_id(c, "hostId", &id) || !(h = sim_model_host(c->m, id)))
+        if (!sim_route_arg_id(c, "hostId", &id) || !(h = sim_model_host(c->m, id)))
                 return err_no_host(c);
         list = json_object();
         a = json_array();
         for (size_t i = 0; i < h->n_pools; i++)
                 json_array_append_new(a, sim_view_spool(c->m, h, &h->pools[i]));
         json_object_set_new(list, "storagePool", a);
-        reply_tree(c->rep, "list", list);
+        sim_reply_tree(c->rep, "list", list);
 }
 
 static void r_storage_info(route_ctx *c)
@@ -466,11 +540,11 @@ static void r_storage_info(route_ctx *c)
         sim_host *h;
         sim_spool *p;
 
-        if (!arg_id(c, "hostId", &id) || !(h = sim_model_host(c->m, id)))
+        if (!sim_route_arg_id(c, "hostId", &id) || !(h = sim_model_host(c->m, id)))
                 return err_no_host(c);
         if (!name || !(p = sim_model_spool(h, name)))
                 return sim_reply_error(c->rep, 11, "存储池不存在。");
-        reply_tree(c->rep, "storagePool", sim_view_spool(c->m, h, p));
+        sim_reply_tree(c->rep, "storagePool", sim_view_spool(c->m, h, p));
 }
 
 static void r_message(route_ctx *c)
@@ -482,7 +556,7 @@ static void r_message(route_ctx *c)
                 c->rep->status = 404;
                 return;
         }
-        reply_tree(c->rep, "taskMsg", t);
+        sim_reply_tree(c->rep, "taskMsg", t);
 }
 
 static const struct {
@@ -516,6 +590,16 @@ static const struct {
         { "GET", "vm/*", r_vm_one },
         { "GET", "storage/pool", r_storage_pools },
         { "GET", "storage/info", r_storage_info },
+        { "GET", "storage/volume", sim_r_volume_list },
+        { "POST", "storage/volume", sim_r_volume_create },
+        { "POST", "storage/volume/add", sim_r_volume_add },
+        { "DELETE", "storage/volume/delete/*/*/*", sim_r_volume_delete },
+        { "POST", "vm/add", sim_r_vm_add },
+        { "PUT", "vm/addDevice", sim_r_vm_add_device },
+        { "PUT", "vm/delDevice", sim_r_vm_del_device },
+        { "DELETE", "vm/delete/*", sim_r_vm_delete },
+        { "DELETE", "vm/deleteVm", sim_r_vm_delete_vm },
+        { "POST", "vm/*/executeCmd", sim_r_vm_execute_cmd },
         { "GET", "message/*", r_message },
 };
 

@@ -276,7 +276,7 @@ json_t *sim_view_vm_detail(sim_model *m, const sim_vm *vm)
         set_str(o, "status", vm->running ? "running" : "shutOff");
         set_int(cpu, "cpuSockets", vm->cpu_sockets);
         set_int(cpu, "cpuCores", vm->cpu_cores);
-        set_str(cpu, "cpuMode", "custom");
+        set_str(cpu, "cpuMode", vm->cpu_mode);
         set_int(cpu, "cpuShares", 512);
         json_object_set_new(o, "cpu", cpu);
         set_int(mem, "size", (int64_t)vm->memory_mb);
@@ -290,7 +290,7 @@ json_t *sim_view_vm_detail(sim_model *m, const sim_vm *vm)
                 set_str(s, "mac", n->mac);
                 set_int(s, "vsId", n->vs_id);
                 set_str(s, "vsName", n->vs_name);
-                set_int(s, "profileId", 1);
+                set_int(s, "profileId", n->profile_id);
                 set_str(s, "deviceModel", n->model);
                 set_int(s, "isKernelAccelerated", 1);
                 json_array_append_new(nets, s);
@@ -352,9 +352,10 @@ bool sim_vm_supports_cbt(const sim_vm *vm)
 
 /* storage/pool and storage/info (§3.6): sizes in MB, from statvfs of the pool
  * path when the folder existed before the simulator started (real storage
- * the caller provided), else from the topology's capacity minus the disks:
- * a folder the simulator made itself under the state dir stands for a pool
- * of the declared size, so tests see stable numbers. */
+ * the caller provided), else from the topology's capacity minus the disks
+ * and the volumes no VM uses (their virtual sizes): a folder the simulator
+ * made itself under the state dir stands for a pool of the declared size,
+ * so tests see stable numbers. */
 json_t *sim_view_spool(sim_model *m, const sim_host *h, const sim_spool *p)
 {
         json_t *o = json_object();
@@ -374,6 +375,7 @@ json_t *sim_view_spool(sim_model *m, const sim_host *h, const sim_spool *p)
                                 if (streq(m->vms[i].disks[k].pool, p->name))
                                         used += (int64_t)m->vms[i].disks[k].size_mb;
                 }
+                used += (int64_t)sim_spool_loose_mb(m, h, p);
                 total = (int64_t)p->capacity_mb;
                 free_mb = total > used ? total - used : 0;
         }
@@ -419,6 +421,8 @@ json_t *sim_view_snapshots(const sim_vm *vm)
                 set_bool(o, "isCurr", i + 1 == vm->n_snaps);
                 set_bool(o, "snapMem", sn->mem);
                 set_int(o, "snapshotMode", sn->mode);
+                /* Not a CAS field: the guest's file systems were frozen when it was taken. */
+                set_bool(o, "quiesced", sn->quiesced);
                 format_time(sn->created_ms, date, sizeof(date));
                 set_str(o, "creationTime", date);
                 json_object_set_new(children, "snapshot", next);

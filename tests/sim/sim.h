@@ -8,8 +8,12 @@
  *   sim-views.c   model -> response trees (the CAS field names, §3.1-3.6)
  *   sim-render.c  response tree -> XML / JSON in both quirk modes (§1.3)
  *   sim-tasks.c   asynchronous tasks: taskMsg and message/{msgId} (§2.1-2.2)
- *   sim-qemu.c    the real side: disk images, QEMU processes, QMP, snapshots (§3.3, §3.4)
- *   sim-routes.c  the endpoints
+ *   sim-qemu.c    the real side: disk images, QEMU processes, QMP, snapshots (§3.3, §3.4),
+ *                 disk hot-plug (§3.7)
+ *   sim-volumes.c storage volumes: the files of a pool folder, create, delete (§3.6)
+ *   sim-restore.c the restore path: vm/add, addDevice, delDevice, vm/delete (§3.7)
+ *   sim-agent.c   executeCmd: a qemu-guest-agent stand-in (§3.8)
+ *   sim-routes.c  the endpoints (the table; the inventory, power and snapshot handlers)
  *   sim-http.c    libmicrohttpd: listeners, Digest auth, dispatch, errors (§1.2, §5)
  *   sim-cvd.c     one vbak-cvd per host, serving its storage pools (§4)
  *   sim-ctl.c     the control socket and `ctl` commands: workload, power cycle,
@@ -64,6 +68,7 @@ typedef struct {
         int64_t vs_id;
         char *ip;
         char *model; /* virtio, e1000, rtl8139 */
+        int64_t profile_id;
 } sim_nic;
 
 /* One disk's part of a snapshot. Internal: top is the file holding it.
@@ -75,8 +80,9 @@ typedef struct {
 
 typedef struct {
         char *name, *desc;
-        int mode; /* 1 internal, 2 external (§3.4 snapshotMode) */
-        bool mem; /* internal snapshot of a running VM: the VM state is saved too */
+        int mode;      /* 1 internal, 2 external (§3.4 snapshotMode) */
+        bool mem;      /* internal snapshot of a running VM: the VM state is saved too */
+        bool quiesced; /* the guest's file systems were frozen when it was taken (guest-agent knob) */
         int64_t created_ms;
         sim_snapfile *files; /* one per disk, in disk order */
         size_t n_files;
@@ -89,6 +95,7 @@ typedef struct {
         bool running;
         int system; /* 0 Windows, 1 Linux, 2 BSD */
         int cpu_sockets, cpu_cores;
+        char *cpu_mode; /* custom, host-model, host-passthrough */
         uint64_t memory_mb;
         sim_disk *disks;
         size_t n_disks;
@@ -99,6 +106,7 @@ typedef struct {
         sim_snapshot *snaps; /* oldest first; each one's parent is the one before */
         size_t n_snaps;
         bool cbt_valid;  /* false after a power cycle until a snapshot is deleted (the end of a backup) */
+        bool fs_frozen;  /* guest-fsfreeze-freeze answered, no thaw yet (guest-agent knob) */
         unsigned faults; /* 1 << sim_fault_knob set on this VM */
 } sim_vm;
 
@@ -107,9 +115,12 @@ typedef struct {
         char *role, *vs_name, *ip;
 } sim_netaddr;
 
+/* In a storage pool folder the simulator made (this run or an earlier one). */
+#define SIM_POOL_MARK ".vbak-sim-pool"
+
 typedef struct {
         char *name, *title, *type, *path;
-        uint64_t capacity_mb; /* reported when path did not exist before the simulator started */
+        uint64_t capacity_mb; /* reported when the simulator made the folder */
         bool created;         /* the simulator made the folder: report capacity_mb, not statvfs */
 } sim_spool;
 
@@ -125,6 +136,7 @@ typedef struct {
         size_t n_pools;
         unsigned faults; /* 1 << sim_fault_knob set on this host */
         pid_t cvd_pid;   /* its vbak-cvd while it runs, else 0 */
+        char *cvd_dirs;  /* the folders it serves, '\n'-separated (to tell when a restart is due) */
 } sim_host;
 
 typedef struct {
@@ -145,8 +157,9 @@ typedef struct {
         size_t n_clusters;
         sim_host *hosts;
         size_t n_hosts;
-        sim_vm *vms;
+        sim_vm *vms; /* vm/add and vm/delete grow and shrink it: hold no pointer across a change */
         size_t n_vms;
+        int64_t next_vm_id; /* vm/add's next id: ids are never reused within a run */
 } sim_model;
 
 typedef struct {
@@ -168,6 +181,7 @@ typedef enum {
         SIM_FAULT_CONN_RESET,
         SIM_FAULT_HOST_DOWN,
         SIM_FAULT_POOL_FULL,
+        SIM_FAULT_GUEST_AGENT, /* not a fault: a qemu-guest-agent answers executeCmd */
         SIM_FAULT_COUNT,
 } sim_fault_knob;
 
@@ -184,6 +198,10 @@ extern pthread_mutex_t sim_lock;
 /* sim-model.c */
 int sim_model_load(sim_model *m, const char *topology, const char *state_dir, char **err);
 void sim_model_free(sim_model *m);
+/* Frees what a VM owns (not the VM itself). */
+void sim_vm_free(sim_vm *vm);
+/* Takes vm out of m->vms (freed); pointers to later VMs move. */
+void sim_model_vm_remove(sim_model *m, sim_vm *vm);
 void sim_snapshot_free(sim_snapshot *s);
 sim_snapshot *sim_vm_snapshot(sim_vm *vm, const char *name);
 sim_hostpool *sim_model_hostpool(sim_model *m, int64_t id);
@@ -193,6 +211,9 @@ sim_host *sim_model_host(sim_model *m, int64_t id);
 sim_vm *sim_model_vm(sim_model *m, const char *id_or_uuid);
 sim_vm *sim_model_vm_by_id(sim_model *m, int64_t id);
 sim_spool *sim_model_spool(sim_host *h, const char *name);
+/* The storage pool of h whose folder holds path directly, or NULL. */
+sim_spool *sim_model_spool_of_path(sim_host *h, const char *path);
+sim_vm *sim_model_vm_by_name(sim_model *m, const char *name);
 /* Parses a whole decimal int64; false for anything else. */
 bool sim_parse_id(const char *s, int64_t *out);
 
@@ -227,6 +248,11 @@ typedef enum {
         SIM_TASK_SNAPSHOT,    /* create snap_name, snap_mode */
         SIM_TASK_SNAP_DELETE, /* delete snap_name */
         SIM_TASK_SIMPLIFY,    /* commit every external snapshot */
+        SIM_TASK_VM_ADD,      /* spec: the normalised <domain> of vm/add */
+        SIM_TASK_VM_DELETE,   /* spec: {"type": "0"|"1"} (1: the disk files go too) */
+        SIM_TASK_ADD_DEVICE,  /* spec: the <storage> of addDevice */
+        SIM_TASK_DEL_DEVICE,  /* spec: the <storage> of delDevice */
+        SIM_TASK_VOL_CREATE,  /* spec: see sim_volume_create() */
 } sim_task_kind;
 
 /* Creates a task on a VM and returns its immediate taskMsg (§2.1). */
@@ -236,6 +262,14 @@ json_t *sim_task_start_snapshot(sim_model *m, sim_task_kind kind, sim_vm *vm, co
                                 const char *desc);
 /* A snapshot create task for name on vm is queued and not settled yet. */
 bool sim_task_snapshot_pending(const sim_vm *vm, const char *name);
+/* A task whose work spec describes (a reference is taken): on vm, or with vm NULL on
+ * something that does not exist yet (vm/add: target_name the VM's name, targetId 0
+ * until it completes; a volume: target_id its host, target_name its name). key names
+ * what the task makes (the VM name, the volume path) for sim_task_pending(). */
+json_t *sim_task_start_spec(sim_model *m, sim_task_kind kind, sim_vm *vm, int64_t target_id, const char *target_name,
+                            const char *key, json_t *spec);
+/* A task of kind whose key is key is queued and not settled yet. */
+bool sim_task_pending(sim_task_kind kind, const char *key);
 /* The taskMsg of msgId as message/{msgId} shows it, or NULL if unknown. */
 json_t *sim_task_view(int64_t msg_id);
 /* Finishes every task whose time has come and applies it to the model. */
@@ -244,6 +278,8 @@ int64_t sim_now_ms(void);
 
 /* sim-routes.c / sim-http.c: one request and its reply. */
 typedef struct sim_request sim_request;
+
+#define SIM_MAX_SEGS 8
 
 typedef struct {
         unsigned status;
@@ -255,10 +291,45 @@ typedef struct {
         const char *error_message; /* UTF-8 */
 } sim_reply;
 
+/* What an endpoint handler gets: seg[] holds the path segments its pattern's "*" matched. */
+typedef struct {
+        sim_request *req;
+        sim_model *m;
+        const char *seg[SIM_MAX_SEGS];
+        const char *body;
+        sim_reply *rep;
+} sim_route_ctx;
+
 const char *sim_request_arg(sim_request *req, const char *key);
 /* Dispatches method + path (the part after /cas/casrs/) to an endpoint. */
 void sim_route(sim_request *req, const char *method, const char *path, const char *body, sim_reply *rep);
 void sim_reply_error(sim_reply *rep, int code, const char *message);
+void sim_reply_tree(sim_reply *rep, const char *root, json_t *tree);
+/* A query parameter as an id; false when absent or not a number. */
+bool sim_route_arg_id(sim_route_ctx *c, const char *key, int64_t *out);
+/* The VM of an id or uuid; NULL after a 409 (1001 unknown, 402 its host is down). */
+sim_vm *sim_route_vm(sim_route_ctx *c, const char *id_or_uuid);
+/* A request body (XML, or JSON bare or wrapped in {"<root>": ...}) as a tree of
+ * objects, arrays (a repeated XML element) and strings (every scalar, whatever
+ * its JSON type); an empty object when it is neither. New reference. */
+json_t *sim_parse_body(const char *body, const char *root);
+/* A string member of a parsed body, or NULL. */
+const char *sim_body_str(json_t *o, const char *key);
+/* A list member of a parsed body as an array whatever its form: an array, one
+ * object (legacy JSON, one XML element), or missing (empty). New reference. */
+json_t *sim_body_list(json_t *o, const char *key);
+
+/* Endpoint handlers outside sim-routes.c (the table there lists them). */
+void sim_r_volume_list(sim_route_ctx *c);
+void sim_r_volume_create(sim_route_ctx *c);
+void sim_r_volume_add(sim_route_ctx *c);
+void sim_r_volume_delete(sim_route_ctx *c);
+void sim_r_vm_add(sim_route_ctx *c);
+void sim_r_vm_add_device(sim_route_ctx *c);
+void sim_r_vm_del_device(sim_route_ctx *c);
+void sim_r_vm_delete(sim_route_ctx *c);
+void sim_r_vm_delete_vm(sim_route_ctx *c);
+void sim_r_vm_execute_cmd(sim_route_ctx *c);
 
 /* sim-qemu.c: each returns 0 or -errno with *err (malloc'd, for a failMsg). */
 /* Forks the process that stops the QEMUs when the simulator dies (call first). */
@@ -274,10 +345,38 @@ int sim_qemu_snapshot_create(sim_vm *vm, const char *name, int mode, const char 
 int sim_qemu_snapshot_delete(sim_vm *vm, const char *name, char **err);
 int sim_qemu_simplify(sim_vm *vm, char **err);
 
+/* qemu-img create -f format path size_mb M, with -o preallocation=prealloc and cluster_size
+ * when not NULL, and -b backing -F backing_fmt when backing is not NULL. */
+int sim_qemu_img_create(const char *path, const char *format, uint64_t size_mb, const char *prealloc,
+                        const char *cluster_size, const char *backing, const char *backing_fmt, char **err);
+/* Hot-plugs disk i of a running VM (QMP blockdev-add file<i>, fmt<i>; device_add vd<i>). */
+int sim_qemu_hotplug(sim_vm *vm, size_t i, char **err);
+
 /* sim-qemu.c: the watchdog also stops vbak-cvd processes; '+' adds a pid, '-' removes it. */
 void sim_watchdog_tell(char op, pid_t pid);
 /* HMP qemu-io: writes len bytes of value byte at offset of disk i of a running VM. */
 int sim_qemu_write(sim_vm *vm, size_t disk, const char *offset, const char *length, unsigned byte, char **err);
+
+/* sim-volumes.c */
+/* An image file's format (qcow2 or raw, from its header), virtual size in bytes and
+ * backing file (NULL without one; as the header stores it). Any of the outputs may be NULL. */
+int sim_image_probe(const char *path, char **format, uint64_t *size, char **backing);
+/* A volume or folder name: not empty, no '/', not starting with '.', no control character. */
+bool sim_valid_file_name(const char *name);
+/* The names of the VMs whose image chains hold path, comma-separated ("" for none). */
+char *sim_volume_users(sim_model *m, const char *path);
+/* MB taken by the files of the pool folder that no VM uses (the model counts the VMs' disks). */
+uint64_t sim_spool_loose_mb(sim_model *m, const sim_host *h, const sim_spool *p);
+/* Creates a volume: spec {"path", "format", "capacity" (MB), and optional "preallocation",
+ * "clusterSize", "baseFile"}; fails when the file exists. */
+int sim_volume_create(json_t *spec, char **err);
+
+/* sim-restore.c: the work of the restore tasks, when they settle. */
+int sim_vm_add(sim_model *m, json_t *spec, int64_t *new_id, char **err);
+int sim_vm_add_disk(sim_model *m, sim_vm *vm, json_t *storage, char **err);
+int sim_vm_del_disk(sim_vm *vm, json_t *storage, char **err);
+/* Takes vm out of the model (vm is gone after); files: its disk files are removed too. */
+int sim_vm_delete(sim_model *m, sim_vm *vm, bool files, char **err);
 
 /* sim-cvd.c */
 /* The address a host's vbak-cvd listens on: backup, else management network, else the host's ip. */
@@ -285,6 +384,9 @@ const char *sim_host_cvd_ip(const sim_host *h);
 /* Starts the host's vbak-cvd (no-op when it runs or cvd_port is 0) and waits until it accepts. */
 int sim_cvd_start(sim_model *m, sim_host *h, char **err);
 void sim_cvd_stop(sim_host *h);
+/* Restarts the host's running vbak-cvd when the folders it should serve changed (a VM's
+ * disk outside its pools came or went). */
+int sim_cvd_refresh(sim_model *m, sim_host *h, char **err);
 void sim_cvd_stop_all(sim_model *m);
 
 /* sim-ctl.c */

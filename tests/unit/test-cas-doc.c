@@ -772,3 +772,36 @@ TEST(cas_error_gbk)
         ASSERT_EQ(e.message[0], 'a');
         cas_error_done(&e);
 }
+
+TEST(cas_doc_render_xml_and_json)
+{
+        json_t *body = json_pack("{s:s, s:i, s:b, s:n, s:[{s:s}, {s:s}], s:{s:s}}", "name", "a<b&c", "memory", 512,
+                                 "autoMigrate", 0, "skip", "storage", "path", "/vms/a", "path", "/vms/b", "cpu", "mode",
+                                 "custom");
+        _cleanup_free_ char *xml = NULL, *js = NULL, *bad = NULL;
+        json_t *back;
+
+        ASSERT_TRUE(body != NULL);
+        ASSERT_EQ(cas_doc_render(body, "domain", true, &xml), 0);
+        ASSERT_TRUE(strstr(xml, "<domain><name>a&lt;b&amp;c</name><memory>512</memory>") != NULL);
+        ASSERT_TRUE(strstr(xml, "<autoMigrate>false</autoMigrate>") != NULL);
+        ASSERT_TRUE(strstr(xml, "skip") == NULL);
+        ASSERT_TRUE(strstr(xml, "<storage><path>/vms/a</path></storage><storage><path>/vms/b</path></storage>") !=
+                    NULL);
+        ASSERT_TRUE(strstr(xml, "<cpu><mode>custom</mode></cpu></domain>") != NULL);
+        /* What we send, our own parser reads back the same. */
+        ASSERT_EQ(cas_doc_parse(xml, strlen(xml), NULL, &back, NULL), 0);
+        ASSERT_STREQ(cas_get_str(back, "name"), "a<b&c");
+        ASSERT_UEQ(json_array_size(cas_get_list(back, "storage")), 2);
+        json_decref(back);
+
+        ASSERT_EQ(cas_doc_render(body, "domain", false, &js), 0);
+        ASSERT_STREQ(js, "{\"name\":\"a<b&c\",\"memory\":512,\"autoMigrate\":false,\"skip\":null,"
+                         "\"storage\":[{\"path\":\"/vms/a\"},{\"path\":\"/vms/b\"}],\"cpu\":{\"mode\":\"custom\"}}");
+        json_object_set_new(body, "no good", json_string("x"));
+        ASSERT_EQ(cas_doc_render(body, "domain", true, &bad), -EINVAL);
+        json_decref(body);
+        body = json_array();
+        ASSERT_EQ(cas_doc_render(body, "domain", true, &bad), -EINVAL);
+        json_decref(body);
+}

@@ -754,7 +754,16 @@ TEST(running_vm)
         ASSERT_TRUE(err && strstr(err, "running"));
         free(err);
         err = NULL;
+        /* Its internal snapshots are exported (test-cvd-snapshot.sh), but
+         * only ones that exist, and without a checkpoint. */
         ASSERT_ERR(tp_export_open(&v.cfg, &(tp_export_req){ .vm = "vm1", .path = path, .snapshot = "s" }, &e, &err),
+                   ENOENT);
+        ASSERT_TRUE(err && strstr(err, "no internal snapshot s"));
+        free(err);
+        err = NULL;
+        ASSERT_ERR(tp_export_open(&v.cfg,
+                                  &(tp_export_req){ .vm = "vm1", .path = path, .snapshot = "s", .checkpoint = "c9" },
+                                  &e, &err),
                    EINVAL);
         free(err);
         err = NULL;

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hypervisor.c -- what every platform driver and its callers share: deep
+ * copies of the structures drivers hand to callbacks, and the names of
+ * snapshot types and VM states.
+ */
+#include "daemon/hypervisor.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/util.h"
+
+/* strdup that keeps NULL; sets *oom when memory ran out. */
+static char *dup0(const char *s, bool *oom)
+{
+        char *d;
+
+        if (!s)
+                return NULL;
+        d = strdup(s);
+        if (!d)
+                *oom = true;
+        return d;
+}
+
+void vb_hv_vm_clear(vb_hv_vm *vm)
+{
+        if (!vm)
+                return;
+        free(vm->id);
+        free(vm->uuid);
+        free(vm->name);
+        free(vm->title);
+        free(vm->host_id);
+        free(vm->cluster_id);
+        free(vm->pool_id);
+        for (size_t i = 0; i < vm->n_disks; i++) {
+                free(vm->disks[i].device);
+                free(vm->disks[i].path);
+                free(vm->disks[i].format);
+                free(vm->disks[i].bus);
+                free(vm->disks[i].pool);
+        }
+        free(vm->disks);
+        for (size_t i = 0; i < vm->n_nics; i++) {
+                free(vm->nics[i].mac);
+                free(vm->nics[i].vswitch);
+                free(vm->nics[i].profile);
+                free(vm->nics[i].model);
+        }
+        free(vm->nics);
+        json_decref(vm->config);
+        *vm = (vb_hv_vm){};
+}
+
+int vb_hv_vm_copy(const vb_hv_vm *src, vb_hv_vm *dst)
+{
+        bool oom = false;
+
+        *dst = (vb_hv_vm){
+                .id = dup0(src->id, &oom),
+                .uuid = dup0(src->uuid, &oom),
+                .name = dup0(src->name, &oom),
+                .title = dup0(src->title, &oom),
+                .host_id = dup0(src->host_id, &oom),
+                .cluster_id = dup0(src->cluster_id, &oom),
+                .pool_id = dup0(src->pool_id, &oom),
+                .state = src->state,
+                .cpu_sockets = src->cpu_sockets,
+                .cpu_cores = src->cpu_cores,
+                .memory_mb = src->memory_mb,
+                .config = src->config ? json_deep_copy(src->config) : NULL,
+        };
+        if (src->config && !dst->config)
+                oom = true;
+        dst->disks = calloc(src->n_disks ?: 1, sizeof(*dst->disks));
+        dst->nics = calloc(src->n_nics ?: 1, sizeof(*dst->nics));
+        if (oom || !dst->disks || !dst->nics)
+                goto fail;
+        for (size_t i = 0; i < src->n_disks; i++, dst->n_disks++) {
+                const vb_hv_disk *s = &src->disks[i];
+
+                dst->disks[i] = (vb_hv_disk){ .device = dup0(s->device, &oom),
+                                              .path = dup0(s->path, &oom),
+                                              .format = dup0(s->format, &oom),
+                                              .bus = dup0(s->bus, &oom),
+                                              .pool = dup0(s->pool, &oom),
+                                              .size = s->size };
+        }
+        for (size_t i = 0; i < src->n_nics; i++, dst->n_nics++) {
+                const vb_hv_nic *s = &src->nics[i];
+
+                dst->nics[i] = (vb_hv_nic){ .mac = dup0(s->mac, &oom),
+                                            .vswitch = dup0(s->vswitch, &oom),
+                                            .profile = dup0(s->profile, &oom),
+                                            .model = dup0(s->model, &oom) };
+        }
+        if (!oom)
+                return 0;
+fail:
+        vb_hv_vm_clear(dst);
+        return -ENOMEM;
+}
+
+void vb_hv_snapshot_clear(vb_hv_snapshot *s)
+{
+        if (!s)
+                return;
+        free(s->name);
+        free(s->note);
+        *s = (vb_hv_snapshot){};
+}
+
+int vb_hv_snapshot_copy(const vb_hv_snapshot *src, vb_hv_snapshot *dst)
+{
+        bool oom = false;
+
+        *dst = (vb_hv_snapshot){ .name = dup0(src->name, &oom),
+                                 .type = src->type,
+                                 .quiesced = src->quiesced,
+                                 .note = dup0(src->note, &oom) };
+        if (!oom)
+                return 0;
+        vb_hv_snapshot_clear(dst);
+        return -ENOMEM;
+}
+
+void vb_hv_disk_source_clear(vb_hv_disk_source *s)
+{
+        if (!s)
+                return;
+        free(s->url);
+        free(s->since);
+        free(s->checkpoint);
+        free(s->note);
+        *s = (vb_hv_disk_source){};
+}
+
+int vb_hv_disk_source_copy(const vb_hv_disk_source *src, vb_hv_disk_source *dst)
+{
+        bool oom = false;
+
+        *dst = (vb_hv_disk_source){ .url = dup0(src->url, &oom),
+                                    .since = dup0(src->since, &oom),
+                                    .checkpoint = dup0(src->checkpoint, &oom),
+                                    .note = dup0(src->note, &oom) };
+        if (!oom)
+                return 0;
+        vb_hv_disk_source_clear(dst);
+        return -ENOMEM;
+}
+
+static const char *const snapshot_types[] = {
+        [VB_SNAPSHOT_ADAPTIVE] = "adaptive",
+        [VB_SNAPSHOT_INTERNAL] = "internal",
+        [VB_SNAPSHOT_EXTERNAL] = "external",
+};
+
+const char *vb_snapshot_type_to_string(vb_snapshot_type t)
+{
+        return (unsigned)t < ELEMENTSOF(snapshot_types) ? snapshot_types[t] : "unknown";
+}
+
+int vb_snapshot_type_from_string(const char *s)
+{
+        for (size_t i = 0; s && i < ELEMENTSOF(snapshot_types); i++)
+                if (streq(s, snapshot_types[i]))
+                        return (int)i;
+        return -1;
+}
+
+const char *vb_vm_state_to_string(vb_vm_state s)
+{
+        switch (s) {
+        case VB_VM_RUNNING:
+                return "running";
+        case VB_VM_SHUT_OFF:
+                return "shut off";
+        case VB_VM_PAUSED:
+                return "paused";
+        default:
+                return "unknown";
+        }
+}

@@ -1,0 +1,820 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vmbackup.c -- one VM backed up end to end through a platform driver; the
+ * steps and why they come in this order are in vmbackup.h.
+ *
+ * DESIGN: one struct (vmb) carries the whole run; each step is a function
+ * that starts an asynchronous call whose callback starts the next step.
+ * fail() records the first error and jumps to the cleanup chain (close the
+ * disks, delete the snapshot, start the VM again), which always runs to
+ * its end and then reports. Writing into the pool (begin, disk_begin,
+ * disk_end, commit) is synchronous file I/O on the loop thread, short next
+ * to the disks' data, which moves through the pipeline.
+ */
+#include "daemon/vmbackup.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/log.h"
+#include "daemon/util.h"
+#include "storagepool/pipeline.h"
+
+typedef struct vmb_disk {
+        const vb_hv_disk *hv; /* in vmb.res.vm */
+        vb_hv_disk_source src;
+        tp_disk *d;
+        dd_extents plan;
+        bool incremental; /* what its plan is */
+        bool retried;     /* opened again without `since` */
+} vmb_disk;
+
+typedef struct vmb {
+        uv_loop_t *loop;
+        vb_vmbackup_opts o;
+        vb_vmbackup_done_fn done;
+        void *userdata;
+        vb_vmbackup_result res;
+        char *notes[VB_VMBACKUP_NOTES_MAX];
+        size_t n_notes;
+        dd_manifest *parent;
+        char *since; /* the parent's checkpoint, when the disks may have it */
+        bool want_incremental;
+        bool cbt_valid;
+        bool was_running; /* shut down for the backup: start again */
+        bool shut_down;
+        vb_hv_snapshot snap;
+        bool have_snap;
+        vmb_disk *disks;
+        size_t n_disks, cur;
+        sp_writer *w;
+        sp_disk_writer *dw;
+        uint64_t plan_total, plan_done_before;
+        uint64_t t0;
+} vmb;
+
+static void step(vmb *b, const char *fmt, ...) _printf_(2, 3);
+static void step(vmb *b, const char *fmt, ...)
+{
+        char what[256];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        log_debug("vm %s: %s", b->res.vm.name ?: b->o.vm, what);
+        if (b->o.step)
+                b->o.step(b->o.userdata, what);
+}
+
+static void note(vmb *b, const char *fmt, ...) _printf_(2, 3);
+static void note(vmb *b, const char *fmt, ...)
+{
+        va_list ap;
+        char *s;
+
+        if (b->n_notes >= VB_VMBACKUP_NOTES_MAX)
+                return;
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) >= 0)
+                b->notes[b->n_notes++] = s;
+        va_end(ap);
+}
+
+static void cleanup_start(vmb *b);
+
+/* The first error wins; then the cleanup runs. */
+static void fail(vmb *b, vb_error r, const char *fmt, ...) _printf_(3, 4);
+static void fail(vmb *b, vb_error r, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (b->res.r == VB_OK) {
+                b->res.r = r;
+                va_start(ap, fmt);
+                vsnprintf(b->res.message, sizeof(b->res.message), fmt, ap);
+                va_end(ap);
+        }
+        cleanup_start(b);
+}
+
+static vb_error errno_code(int r)
+{
+        switch (-r) {
+        case ETIMEDOUT:
+        case ECONNREFUSED:
+        case ECONNRESET:
+        case EPIPE:
+        case ENOTCONN:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+                return VB_E_NETWORK;
+        case ESHUTDOWN:
+                return VB_E_INTERRUPTED;
+        default:
+                return vb_error_from_errno(r);
+        }
+}
+
+static void fail_start(vmb *b, int k, const char *what)
+{
+        fail(b, k == -EINVAL ? VB_E_USAGE : errno_code(k), "vm %s: %s: %s", b->res.vm.name ?: b->o.vm, what,
+             strerror(-k));
+}
+
+/* ---- the end ---- */
+
+static void finish(vmb *b)
+{
+        b->res.seconds_ns = vb_now_ns() - b->t0;
+        for (size_t i = 0; i < b->n_notes; i++)
+                b->res.notes[i] = b->notes[i];
+        b->done(b->userdata, &b->res);
+
+        for (size_t i = 0; i < b->n_notes; i++)
+                free(b->notes[i]);
+        for (size_t i = 0; i < b->n_disks; i++) {
+                vb_hv_disk_source_clear(&b->disks[i].src);
+                dd_extents_clear(&b->disks[i].plan);
+        }
+        free(b->disks);
+        for (size_t i = 0; i < b->res.n_disks; i++)
+                free(b->res.disks[i].name);
+        free(b->res.disks);
+        dd_manifest_free(b->res.m);
+        dd_manifest_free(b->parent);
+        vb_hv_vm_clear(&b->res.vm);
+        vb_hv_snapshot_clear(&b->snap);
+        free(b->res.snapshot);
+        free(b->res.cleanup_error);
+        free(b->since);
+        free(b);
+}
+
+static void cleanup_error(vmb *b, const char *msg)
+{
+        if (b->res.cleanup_error)
+                return;
+        b->res.cleanup_error = strdup(msg);
+        log_warning("%s", msg);
+}
+
+static void restarted(void *userdata, vb_error r, const char *msg)
+{
+        vmb *b = userdata;
+
+        if (r != VB_OK)
+                cleanup_error(b, msg);
+        finish(b);
+}
+
+static void cleanup_restart(vmb *b)
+{
+        int k;
+
+        if (!b->shut_down)
+                return finish(b);
+        b->shut_down = false;
+        step(b, "starting the VM again");
+        k = b->o.drv->power(b->o.hv, &b->res.vm, VB_POWER_START, restarted, b);
+        if (k < 0) {
+                char msg[512];
+
+                snprintf(msg, sizeof(msg), "vm %s: starting it again: %s", b->res.vm.name, strerror(-k));
+                cleanup_error(b, msg);
+                finish(b);
+        }
+}
+
+static void snapshot_deleted(void *userdata, vb_error r, const char *msg)
+{
+        vmb *b = userdata;
+
+        if (r != VB_OK)
+                cleanup_error(b, msg);
+        b->have_snap = false;
+        cleanup_restart(b);
+}
+
+static void cleanup_snapshot(vmb *b)
+{
+        int k;
+
+        if (!b->have_snap)
+                return cleanup_restart(b);
+        step(b, "deleting snapshot %s", b->snap.name);
+        k = b->o.drv->snapshot_delete(b->o.hv, &b->res.vm, b->snap.name, snapshot_deleted, b);
+        if (k < 0) {
+                char msg[512];
+
+                snprintf(msg, sizeof(msg), "vm %s: deleting snapshot %s: %s", b->res.vm.name, b->snap.name,
+                         strerror(-k));
+                b->have_snap = false;
+                cleanup_error(b, msg);
+                cleanup_restart(b);
+        }
+}
+
+static void cleanup_close_next(vmb *b);
+
+static void disk_closed(void *userdata)
+{
+        cleanup_close_next(userdata);
+}
+
+/* Closes the disks one by one (their exports hold the images the snapshot
+ * delete commits into), then the snapshot goes. */
+static void cleanup_close_next(vmb *b)
+{
+        for (size_t i = 0; i < b->n_disks; i++)
+                if (b->disks[i].d) {
+                        tp_disk *d = b->disks[i].d;
+
+                        b->disks[i].d = NULL;
+                        tp_disk_close(d, disk_closed, b);
+                        return;
+                }
+        cleanup_snapshot(b);
+}
+
+static void cleanup_start(vmb *b)
+{
+        if (b->dw) {
+                b->o.pool->drv->disk_abort(b->dw);
+                b->dw = NULL;
+        }
+        if (b->w) {
+                b->o.pool->drv->abort(b->w);
+                b->w = NULL;
+        }
+        cleanup_close_next(b);
+}
+
+/* ---- after the commit: the snapshot goes, the checkpoints move on ---- */
+
+static void commit_next(vmb *b);
+
+static void committed_snapshot_deleted(void *userdata, vb_error r, const char *msg)
+{
+        vmb *b = userdata;
+
+        if (r != VB_OK)
+                cleanup_error(b, msg);
+        b->have_snap = false;
+        b->cur = 0;
+        commit_next(b);
+}
+
+static void release_next(vmb *b);
+
+static void released(void *userdata, int r, const char *msg)
+{
+        vmb *b = userdata;
+
+        if (r < 0)
+                log_warning("vm %s: disk %s: closing its export: %s", b->res.vm.name, b->disks[b->cur].hv->device,
+                            msg ?: strerror(-r));
+        b->cur++;
+        release_next(b);
+}
+
+/* The exports close first: deleting an external snapshot commits the
+ * overlay into the images they read, whose checkpoints can only be removed
+ * once the images are writable again. */
+static void release_next(vmb *b)
+{
+        int k;
+
+        while (b->cur < b->n_disks) {
+                k = tp_disk_release(b->disks[b->cur].d, released, b);
+                if (k >= 0)
+                        return;
+                b->cur++;
+        }
+        step(b, "deleting snapshot %s", b->snap.name);
+        k = b->o.drv->snapshot_delete(b->o.hv, &b->res.vm, b->snap.name, committed_snapshot_deleted, b);
+        if (k < 0) {
+                char msg[512];
+
+                snprintf(msg, sizeof(msg), "vm %s: deleting snapshot %s: %s", b->res.vm.name, b->snap.name,
+                         strerror(-k));
+                committed_snapshot_deleted(b, VB_E_FAILED, msg);
+        }
+}
+
+static void disk_committed(void *userdata, int r, const char *msg)
+{
+        vmb *b = userdata;
+
+        /* The restore point exists: a checkpoint left behind is only untidy. */
+        if (r < 0) {
+                char buf[512];
+
+                snprintf(buf, sizeof(buf), "vm %s: disk %s: restore point %s committed, but %s", b->res.vm.name,
+                         b->disks[b->cur].hv->device, b->res.m->id, msg ?: strerror(-r));
+                cleanup_error(b, buf);
+        }
+        b->cur++;
+        commit_next(b);
+}
+
+static void commit_next(vmb *b)
+{
+        while (b->cur < b->n_disks) {
+                int k = tp_disk_commit(b->disks[b->cur].d, disk_committed, b);
+
+                if (k >= 0)
+                        return;
+                b->cur++;
+        }
+        cleanup_start(b);
+}
+
+/* ---- the data ---- */
+
+static void disk_next(vmb *b);
+
+static void progress(void *userdata, uint64_t done, uint64_t total)
+{
+        vmb *b = userdata;
+
+        (void)total;
+        if (b->o.progress)
+                b->o.progress(b->o.userdata, b->plan_done_before + done, b->plan_total);
+}
+
+static void disk_transferred(void *userdata, int r, const sp_transfer_result *res)
+{
+        vmb *b = userdata;
+        vmb_disk *vd = &b->disks[b->cur];
+        vb_vmbackup_disk *out = &b->res.disks[b->cur];
+        const char *why;
+        int k;
+
+        out->bytes_read = res->bytes_done;
+        out->bytes_stored = res->bytes_stored;
+        if (r < 0) {
+                why = tp_disk_nbd(vd->d) ? tp_nbd_error_message(tp_disk_nbd(vd->d)) : NULL;
+                if (r == -ENODATA || r == -EBADMSG)
+                        return fail(b, vb_error_from_errno(r),
+                                    "vm %s: disk %s offset %" PRIu64 ": the parent's chunk there is %s", b->res.vm.name,
+                                    vd->hv->device, res->failed_offset, r == -ENODATA ? "missing" : "damaged");
+                if (r == -ENOSPC || r == -EDQUOT)
+                        return fail(b, VB_E_NO_SPACE, "vm %s: disk %s: the pool's file system is full", b->res.vm.name,
+                                    vd->hv->device);
+                return fail(b, errno_code(r), "vm %s: disk %s: %s", b->res.vm.name, vd->hv->device,
+                            why ?: strerror(-r));
+        }
+        out->transport = *tp_disk_stats(vd->d);
+        b->dw->bytes_read = res->bytes_done;
+        k = b->o.pool->drv->disk_end(b->dw);
+        b->dw = NULL;
+        if (k < 0)
+                return fail(b, vb_error_from_errno(k), "vm %s: disk %s: finishing its index: %s", b->res.vm.name,
+                            vd->hv->device, strerror(-k));
+        {
+                /* What the disk was on the platform, for restores. */
+                dd_manifest_disk *md = (dd_manifest_disk *)dd_manifest_find_disk(b->w->m, vd->hv->device);
+
+                if (md) {
+                        out->bytes_new = md->bytes_new;
+                        if (!md->device && !(md->device = strdup(vd->hv->device)))
+                                return fail_start(b, -ENOMEM, "manifest");
+                        if (vd->hv->format && !md->format && !(md->format = strdup(vd->hv->format)))
+                                return fail_start(b, -ENOMEM, "manifest");
+                }
+        }
+        b->plan_done_before += dd_extents_total(&vd->plan);
+        b->cur++;
+        disk_next(b);
+}
+
+static void disk_next(vmb *b)
+{
+        vmb_disk *vd;
+        sp_source src;
+        sp_pipeline_opts po = { .window = 16, .progress = progress, .userdata = b };
+        int k;
+
+        if (b->cur == b->n_disks) {
+                step(b, "committing the restore point");
+                b->w->m->time_end = time(NULL);
+                k = b->o.pool->drv->commit(b->w, &b->res.m);
+                b->w = NULL;
+                if (k < 0)
+                        return fail(b, vb_error_from_errno(k), "vm %s: committing the restore point: %s",
+                                    b->res.vm.name, strerror(-k));
+                b->cur = 0;
+                return release_next(b);
+        }
+        vd = &b->disks[b->cur];
+        step(b, "disk %s", vd->hv->device);
+        k = b->o.pool->drv->disk_begin(b->w, vd->hv->device, tp_disk_size(vd->d), &b->dw);
+        if (k < 0)
+                return fail(b, k == -EBADMSG ? VB_E_PARENT : vb_error_from_errno(k), "vm %s: disk %s: %s",
+                            b->res.vm.name, vd->hv->device,
+                            k == -EBADMSG ? "the parent's index is damaged" : strerror(-k));
+        tp_disk_source(vd->d, &src);
+        k = sp_backup_start(b->loop, b->dw, &src, &vd->plan, &po, disk_transferred, b);
+        if (k < 0)
+                fail_start(b, k, "starting the transfer");
+}
+
+static int manifest_begin(vmb *b)
+{
+        const vb_hv_vm *vm = &b->res.vm;
+        _cleanup_(dd_manifest_freep) dd_manifest *t = dd_manifest_new();
+        bool oom = !t;
+
+#define DUP(dst, src)                                                                                                  \
+        do {                                                                                                           \
+                if (!oom && (src) && !((dst) = strdup(src)))                                                           \
+                        oom = true;                                                                                    \
+        } while (0)
+        if (t) {
+                DUP(t->vm.platform, b->o.drv->name);
+                DUP(t->vm.id, vm->id);
+                DUP(t->vm.uuid, vm->uuid);
+                DUP(t->vm.name, vm->name);
+                DUP(t->vm.title, vm->title);
+                DUP(t->vm.host_id, vm->host_id);
+                DUP(t->consistency, b->snap.quiesced ? "application" : "crash");
+                DUP(t->job, b->o.job);
+                DUP(t->run, b->o.run);
+                if (b->snap.type == VB_SNAPSHOT_EXTERNAL)
+                        DUP(t->checkpoint, b->snap.name);
+                if (b->res.incremental)
+                        DUP(t->parent, b->parent->id);
+                if (!oom && vm->config && !(t->config = json_deep_copy(vm->config)))
+                        oom = true;
+        }
+#undef DUP
+        if (oom)
+                return -ENOMEM;
+        t->type = b->res.incremental ? DD_BACKUP_INCREMENTAL : DD_BACKUP_FULL;
+        t->time_start = time(NULL);
+        return b->o.pool->drv->begin(b->o.pool, t, &b->w);
+}
+
+static void write_start(vmb *b)
+{
+        int k;
+
+        b->res.disks = calloc(b->n_disks ?: 1, sizeof(*b->res.disks));
+        if (!b->res.disks)
+                return fail_start(b, -ENOMEM, "result");
+        b->res.n_disks = b->n_disks;
+        b->plan_total = 0;
+        for (size_t i = 0; i < b->n_disks; i++) {
+                b->res.disks[i].name = strdup(b->disks[i].hv->device);
+                b->res.disks[i].size = tp_disk_size(b->disks[i].d);
+                b->res.disks[i].bytes_plan = dd_extents_total(&b->disks[i].plan);
+                b->plan_total += b->res.disks[i].bytes_plan;
+                if (!b->res.disks[i].name)
+                        return fail_start(b, -ENOMEM, "result");
+        }
+        k = manifest_begin(b);
+        if (k < 0)
+                return fail(b, vb_error_from_errno(k), "vm %s: starting the restore point: %s", b->res.vm.name,
+                            strerror(-k));
+        b->cur = 0;
+        b->plan_done_before = 0;
+        step(b, "reading %" PRIu64 " bytes from %zu disk(s)", b->plan_total, b->n_disks);
+        disk_next(b);
+}
+
+/* ---- opening and planning every disk ---- */
+
+static void open_next(vmb *b);
+static void open_disk(vmb *b);
+
+static void replan_next(vmb *b);
+
+static void replanned(void *userdata, int r, const char *msg)
+{
+        vmb *b = userdata;
+        vmb_disk *vd = &b->disks[b->cur];
+
+        if (r < 0)
+                return fail(b, errno_code(r), "vm %s: disk %s: mapping its data: %s", b->res.vm.name, vd->hv->device,
+                            msg ?: strerror(-r));
+        vd->incremental = false;
+        b->cur++;
+        replan_next(b);
+}
+
+/* One disk could not be incremental: the restore point is a full one, so
+ * the disks planned as incrementals read all their data instead. */
+static void replan_next(vmb *b)
+{
+        while (b->cur < b->n_disks && !b->disks[b->cur].incremental)
+                b->cur++;
+        if (b->cur == b->n_disks)
+                return write_start(b);
+        {
+                vmb_disk *vd = &b->disks[b->cur];
+                bool is_incremental;
+                int k;
+
+                dd_extents_clear(&vd->plan);
+                k = tp_disk_plan(vd->d, false, &vd->plan, &is_incremental, replanned, b);
+                if (k < 0)
+                        fail_start(b, k, "mapping a disk");
+        }
+}
+
+static void planned(void *userdata, int r, const char *msg)
+{
+        vmb *b = userdata;
+        vmb_disk *vd = &b->disks[b->cur];
+
+        if (r < 0)
+                return fail(b, errno_code(r), "vm %s: disk %s: mapping its data: %s", b->res.vm.name, vd->hv->device,
+                            msg ?: strerror(-r));
+        r = dd_extents_normalize(&vd->plan, tp_disk_size(vd->d));
+        if (r < 0)
+                return fail(b, VB_E_SOURCE, "vm %s: disk %s: the disk service's extent map is out of range",
+                            b->res.vm.name, vd->hv->device);
+        for (const char *const *n = tp_disk_notes(vd->d); *n; n++)
+                note(b, "disk %s: %s", vd->hv->device, *n);
+        b->cur++;
+        open_next(b);
+}
+
+static void disk_opened(void *userdata, int r, vb_error code, tp_disk *d, const char *message)
+{
+        vmb *b = userdata;
+        vmb_disk *vd = &b->disks[b->cur];
+        bool incremental;
+        int k;
+
+        if (r < 0 && code == VB_E_NOT_FOUND && vd->src.since && !vd->retried) {
+                /* The checkpoint is not on the disk (replaced, restored, never
+                 * made): read it all, and say so. */
+                note(b, "disk %s: checkpoint %s is missing (%s): reading all allocated data", vd->hv->device,
+                     vd->src.since, message ?: "not found");
+                free(vd->src.since);
+                vd->src.since = NULL;
+                vd->retried = true;
+                return open_disk(b);
+        }
+        if (r < 0)
+                return fail(b, code != VB_OK ? code : errno_code(r), "vm %s: disk %s: opening %s: %s", b->res.vm.name,
+                            vd->hv->device, vd->src.url, message ?: strerror(-r));
+        vd->d = d;
+        if (vd->src.note)
+                note(b, "disk %s: %s", vd->hv->device, vd->src.note);
+        /* Whether the parent has this disk at this size. */
+        incremental = b->want_incremental && b->cbt_valid && vd->src.since;
+        if (incremental) {
+                const dd_manifest_disk *pd = dd_manifest_find_disk(b->parent, vd->hv->device);
+
+                if (!pd) {
+                        note(b, "disk %s is not in restore point %s: reading all allocated data", vd->hv->device,
+                             b->parent->id);
+                        incremental = false;
+                } else if (pd->size != tp_disk_size(d)) {
+                        note(b,
+                             "disk %s changed size since restore point %s (%" PRIu64 " -> %" PRIu64
+                             " bytes): reading all allocated data",
+                             vd->hv->device, b->parent->id, pd->size, tp_disk_size(d));
+                        incremental = false;
+                }
+        }
+        k = tp_disk_plan(d, incremental, &vd->plan, &vd->incremental, planned, b);
+        if (k < 0)
+                fail_start(b, k, "mapping a disk");
+}
+
+static void open_disk(vmb *b)
+{
+        vmb_disk *vd = &b->disks[b->cur];
+        tp_disk_opts o = *b->o.transfer;
+        _cleanup_free_ char *err = NULL;
+        int k;
+
+        o.source = vd->src.url;
+        o.write = false;
+        o.since = vd->src.since;
+        o.checkpoint = vd->src.checkpoint;
+        k = tp_disk_open(b->loop, &o, disk_opened, b, &err);
+        if (k < 0)
+                fail(b, k == -EINVAL ? VB_E_USAGE : errno_code(k), "vm %s: disk %s: %s: %s", b->res.vm.name,
+                     vd->hv->device, vd->src.url, err ?: strerror(-k));
+}
+
+static void sourced(void *userdata, vb_error r, const char *msg, const vb_hv_disk_source *src)
+{
+        vmb *b = userdata;
+        vmb_disk *vd = &b->disks[b->cur];
+        int k;
+
+        if (r != VB_OK)
+                return fail(b, r, "%s", msg);
+        k = vb_hv_disk_source_copy(src, &vd->src);
+        if (k < 0)
+                return fail_start(b, k, "disk source");
+        step(b, "opening disk %s (%s)", vd->hv->device, vd->src.url);
+        open_disk(b);
+}
+
+static void open_next(vmb *b)
+{
+        int k;
+
+        if (b->cur == b->n_disks) {
+                bool all = b->want_incremental && b->n_disks > 0;
+
+                for (size_t i = 0; i < b->n_disks; i++)
+                        all = all && b->disks[i].incremental;
+                b->res.incremental = all;
+                b->cur = 0;
+                if (!all)
+                        return replan_next(b);
+                return write_start(b);
+        }
+        /* With CBT invalid too: the old checkpoint is removed once the
+         * restore point is committed, not left on the disk forever. */
+        k = b->o.drv->disk_source(b->o.hv, &b->res.vm, b->disks[b->cur].hv, &b->snap, b->since, sourced, b);
+        if (k < 0)
+                fail_start(b, k, "disk source");
+}
+
+/* ---- snapshot ---- */
+
+static void snapshot_taken(void *userdata, vb_error r, const char *msg, const vb_hv_snapshot *s)
+{
+        vmb *b = userdata;
+        int k;
+
+        if (r != VB_OK)
+                return fail(b, r, "%s", msg);
+        k = vb_hv_snapshot_copy(s, &b->snap);
+        if (k < 0)
+                return fail_start(b, k, "snapshot");
+        b->have_snap = true;
+        b->res.quiesced = s->quiesced;
+        b->res.snapshot = strdup(s->name);
+        if (s->note)
+                note(b, "%s", s->note);
+        b->disks = calloc(b->res.vm.n_disks ?: 1, sizeof(*b->disks));
+        if (!b->disks || !b->res.snapshot)
+                return fail_start(b, -ENOMEM, "disks");
+        for (size_t i = 0; i < b->res.vm.n_disks; i++)
+                b->disks[b->n_disks++].hv = &b->res.vm.disks[i];
+        b->cur = 0;
+        open_next(b);
+}
+
+static void snapshot_take(vmb *b)
+{
+        int k;
+
+        step(b, "%s snapshot", vb_snapshot_type_to_string(b->o.snapshot));
+        k = b->o.drv->snapshot_create(b->o.hv, &b->res.vm, b->o.snapshot, b->o.quiesce, snapshot_taken, b);
+        if (k < 0)
+                fail_start(b, k, "snapshot");
+}
+
+static void shut_down(void *userdata, vb_error r, const char *msg)
+{
+        vmb *b = userdata;
+
+        if (r != VB_OK)
+                return fail(b, r, "%s (the VM is not backed up)", msg);
+        b->shut_down = true;
+        snapshot_take(b);
+}
+
+static void maybe_shutdown(vmb *b)
+{
+        int k;
+
+        if (!b->o.shutdown || b->res.vm.state != VB_VM_RUNNING)
+                return snapshot_take(b);
+        step(b, "shutting the VM down for the backup");
+        k = b->o.drv->power(b->o.hv, &b->res.vm, VB_POWER_SHUTDOWN, shut_down, b);
+        if (k < 0)
+                fail_start(b, k, "shutdown");
+}
+
+/* ---- the parent and CBT ---- */
+
+static void cbt_checked(void *userdata, vb_error r, const char *msg, bool valid, const char *why)
+{
+        vmb *b = userdata;
+
+        if (r != VB_OK)
+                return fail(b, r, "%s", msg);
+        b->cbt_valid = valid;
+        if (!valid)
+                note(b, "%s: a full backup", why ?: "changed-block tracking is not valid");
+        maybe_shutdown(b);
+}
+
+static void parent_find(vmb *b)
+{
+        int k;
+
+        b->want_incremental = false;
+        if (!b->o.incremental)
+                return maybe_shutdown(b);
+        k = sp_pool_find(b->o.pool, "latest", b->res.vm.name, &b->parent);
+        if (k == -ENOENT) {
+                note(b, "no earlier restore point of vm %s in the pool: a full backup", b->res.vm.name);
+                return maybe_shutdown(b);
+        }
+        if (k < 0)
+                return fail(b, vb_error_from_errno(k), "vm %s: the latest restore point: %s", b->res.vm.name,
+                            strerror(-k));
+        if (!b->parent->checkpoint) {
+                note(b, "restore point %s left no checkpoint: a full backup", b->parent->id);
+                return maybe_shutdown(b);
+        }
+        b->since = strdup(b->parent->checkpoint);
+        if (!b->since)
+                return fail_start(b, -ENOMEM, "parent");
+        b->want_incremental = true;
+        b->cbt_valid = true;
+        if (!b->o.drv->cbt_check)
+                return maybe_shutdown(b);
+        step(b, "checking changed-block tracking");
+        k = b->o.drv->cbt_check(b->o.hv, &b->res.vm, cbt_checked, b);
+        if (k < 0)
+                fail_start(b, k, "CBT check");
+}
+
+static void space_checked(void *userdata, vb_error r, const char *msg, const vb_hv_space *s)
+{
+        vmb *b = userdata;
+        char fb[32], tb[32], mb[32];
+
+        if (r != VB_OK)
+                return fail(b, r, "%s", msg);
+        if (b->o.min_free_bytes && s->free < b->o.min_free_bytes)
+                return fail(b, VB_E_NO_SPACE,
+                            "vm %s: its storage pool %s has %s free, less than the %s a snapshot needs "
+                            "(the VM is not backed up)",
+                            b->res.vm.name, s->pool ?: "?", vb_format_size(s->free, fb, sizeof(fb)),
+                            vb_format_size(b->o.min_free_bytes, mb, sizeof(mb)));
+        if (b->o.min_free_percent && s->total && s->free < s->total / 100 * b->o.min_free_percent)
+                return fail(b, VB_E_NO_SPACE,
+                            "vm %s: its storage pool %s has %s free of %s, less than %u %% (the VM is not backed "
+                            "up)",
+                            b->res.vm.name, s->pool ?: "?", vb_format_size(s->free, fb, sizeof(fb)),
+                            vb_format_size(s->total, tb, sizeof(tb)), b->o.min_free_percent);
+        parent_find(b);
+}
+
+static void vm_got(void *userdata, vb_error r, const char *msg, const vb_hv_vm *vm)
+{
+        vmb *b = userdata;
+        int k;
+
+        if (r != VB_OK)
+                return fail(b, r, "%s", msg);
+        k = vb_hv_vm_copy(vm, &b->res.vm);
+        if (k < 0)
+                return fail_start(b, k, "VM");
+        if (vm->n_disks == 0)
+                return fail(b, VB_E_NOT_FOUND, "vm %s has no disk to back up", vm->name);
+        for (size_t i = 0; i < vm->n_disks; i++)
+                if (!vm->disks[i].device || !dd_disk_name_is_safe(vm->disks[i].device))
+                        return fail(b, VB_E_PROTOCOL, "vm %s: a disk has no usable device name (%s)", vm->name,
+                                    vm->disks[i].device ?: "none");
+        if (!dd_name_is_safe(vm->name))
+                return fail(b, VB_E_USAGE, "vm %s: the name cannot name restore points", vm->name);
+        if (!b->o.min_free_bytes && !b->o.min_free_percent)
+                return parent_find(b);
+        step(b, "checking free space");
+        k = b->o.drv->storage_free(b->o.hv, &b->res.vm, space_checked, b);
+        if (k < 0)
+                fail_start(b, k, "free space");
+}
+
+int vb_vmbackup_start(uv_loop_t *loop, const vb_vmbackup_opts *o, vb_vmbackup_done_fn done, void *userdata)
+{
+        vmb *b;
+        int k;
+
+        if (!o->drv || !o->hv || !o->pool || !o->vm || !o->transfer || !done || o->min_free_percent > 100)
+                return -EINVAL;
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        b->loop = loop;
+        b->o = *o;
+        b->done = done;
+        b->userdata = userdata;
+        b->t0 = vb_now_ns();
+        step(b, "reading the VM's configuration");
+        k = o->drv->vm_get(o->hv, o->vm, vm_got, b);
+        if (k < 0)
+                free(b);
+        return k;
+}
