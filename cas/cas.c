@@ -54,8 +54,17 @@
 #define MSG_MAX 1024
 #define TASK_FIRST_POLL_MS 300
 #define TASK_POLL_MS 1000
+#define TASK_FOLLOW_MIN_MS (60u * 1000u)
 
 typedef struct task_op task_op;
+
+/* A snapshot create task that outlived its timeout: the snapshot may still
+ * appear, so deleting it waits for the task first. */
+typedef struct abandoned {
+        struct abandoned *next;
+        char *vm_id, *name;
+        int64_t msg_id;
+} abandoned;
 
 struct vb_hv {
         uv_loop_t *loop;
@@ -66,6 +75,7 @@ struct vb_hv {
         char *network; /* preferred host network: adaptive, backup, storage, management */
         uint64_t task_timeout_ms;
         task_op *tasks; /* polls in progress, cancelled by disconnect */
+        abandoned *abandoned;
         bool closing;
         vb_hv_connect_fn connect_done;
         void *connect_userdata;
@@ -101,6 +111,30 @@ _printf_(6, 7) static void vm_msg(char *buf, size_t size, const vb_hv *hv, const
         va_start(ap, fmt);
         vsnprintf(buf + n, size - n, fmt, ap);
         va_end(ap);
+}
+
+/* The VM an operation is about, for its paths and messages; a copy, as the
+ * callers' VMs live only during the call. */
+typedef struct vm_ref {
+        char *id, *name;
+} vm_ref;
+
+static void vm_ref_clear(vm_ref *r)
+{
+        free(r->id);
+        free(r->name);
+        *r = (vm_ref){};
+}
+
+static int vm_ref_set(vm_ref *r, const char *id, const char *name)
+{
+        r->id = id ? strdup(id) : NULL;
+        r->name = name ? strdup(name) : NULL;
+        if ((id && !r->id) || (name && !r->name)) {
+                vm_ref_clear(r);
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 /* ---- one REST call ---- */
@@ -486,6 +520,12 @@ fail:
 
 static void hv_free(vb_hv *hv)
 {
+        for (abandoned *a = hv->abandoned, *next; a; a = next) {
+                next = a->next;
+                free(a->vm_id);
+                free(a->name);
+                free(a);
+        }
         free(hv->cvm);
         free(hv->network);
         free(hv);
@@ -575,7 +615,7 @@ struct task_op {
         vb_hv *hv;
         task_op *next;
         uv_timer_t timer;
-        char *vm_id, *vm_name;
+        vm_ref vm;
         char *step; /* "start", "snapshot vbak-...", ... */
         int64_t msg_id;
         uint64_t deadline_ns;
@@ -588,8 +628,7 @@ static void task_free_cb(uv_handle_t *h)
 {
         task_op *p = h->data;
 
-        free(p->vm_id);
-        free(p->vm_name);
+        vm_ref_clear(&p->vm);
         free(p->step);
         free(p);
 }
@@ -617,7 +656,7 @@ static void task_fail(task_op *p, vb_error r, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(detail, sizeof(detail), fmt, ap);
         va_end(ap);
-        vm_msg(buf, sizeof(buf), p->hv, p->vm_name, p->vm_id, "%s: %s", p->step, detail);
+        vm_msg(buf, sizeof(buf), p->hv, p->vm.name, p->vm.id, "%s: %s", p->step, detail);
         task_finish(p, r, buf, NULL);
 }
 
@@ -647,9 +686,21 @@ static void task_polled(void *ctx, vb_error r, const char *msg, json_t *doc, con
                 return;
         }
         cas_task_done(&task);
-        if (vb_now_ns() >= p->deadline_ns)
-                return task_fail(p, VB_E_NETWORK, "task %" PRId64 " did not complete in %" PRIu64 " s", p->msg_id,
-                                 p->hv->task_timeout_ms / 1000);
+        if (vb_now_ns() >= p->deadline_ns) {
+                /* Not completed is not failed: the caller gets the task's id,
+                 * the operation may still happen. */
+                cas_task stub = { .msg_id = p->msg_id,
+                                  .progress = -1,
+                                  .result = CAS_TASK_RESULT_NONE,
+                                  .target_id = -1,
+                                  .event_type = -1 };
+                char buf[MSG_MAX];
+
+                vm_msg(buf, sizeof(buf), p->hv, p->vm.name, p->vm.id,
+                       "%s: task %" PRId64 " did not complete in %" PRIu64 " s", p->step, p->msg_id,
+                       p->hv->task_timeout_ms / 1000);
+                return task_finish(p, VB_E_NETWORK, buf, &stub);
+        }
         uv_timer_start(&p->timer, task_tick, TASK_POLL_MS, 0);
 }
 
@@ -685,44 +736,73 @@ static void task_started(void *ctx, vb_error r, const char *msg, json_t *doc, co
         uv_timer_start(&p->timer, task_tick, TASK_FIRST_POLL_MS, 0);
 }
 
+static task_op *task_new(vb_hv *hv, const char *vm_name, const char *vm_id, const char *step, task_fn fn, void *ctx)
+{
+        task_op *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return NULL;
+        *p = (task_op){ .hv = hv, .step = strdup(step), .fn = fn, .ctx = ctx };
+        if (vm_ref_set(&p->vm, vm_id, vm_name) < 0 || !p->step) {
+                vm_ref_clear(&p->vm);
+                free(p->step);
+                free(p);
+                return NULL;
+        }
+        return p;
+}
+
+static void task_link(task_op *p)
+{
+        uv_timer_init(p->hv->loop, &p->timer);
+        p->timer.data = p;
+        p->next = p->hv->tasks;
+        p->hv->tasks = p;
+}
+
 /* Starts an operation that answers a taskMsg and follows it to its end:
  * fn is called once, later, with the final message (0), or not at all
  * (-errno). body (borrowed, may be NULL) is rendered under root. step
- * names the operation in messages. */
+ * names the operation in messages. A task still running at the timeout
+ * ends with VB_E_NETWORK and a task whose completed is false. */
 static int task_start(vb_hv *hv, const char *method, const char *path, json_t *body, const char *root,
                       const char *vm_name, const char *vm_id, const char *step, task_fn fn, void *ctx)
 {
-        task_op *p = calloc(1, sizeof(*p));
+        task_op *p = task_new(hv, vm_name, vm_id, step, fn, ctx);
         int r;
 
         if (!p)
                 return -ENOMEM;
-        *p = (task_op){ .hv = hv,
-                        .vm_id = vm_id ? strdup(vm_id) : NULL,
-                        .vm_name = vm_name ? strdup(vm_name) : NULL,
-                        .step = strdup(step),
-                        .fn = fn,
-                        .ctx = ctx };
-        if ((vm_id && !p->vm_id) || (vm_name && !p->vm_name) || !p->step) {
-                r = -ENOMEM;
-                goto fail;
-        }
         r = body ? call_body(hv, method, path, body, root, task_started, p)
                  : call_start(hv, method, path, task_started, p);
-        if (r < 0)
-                goto fail;
+        if (r < 0) {
+                vm_ref_clear(&p->vm);
+                free(p->step);
+                free(p);
+                return r;
+        }
         p->in_request = true;
-        uv_timer_init(hv->loop, &p->timer);
-        p->timer.data = p;
-        p->next = hv->tasks;
-        hv->tasks = p;
+        task_link(p);
         return 0;
-fail:
-        free(p->vm_id);
-        free(p->vm_name);
-        free(p->step);
-        free(p);
-        return r;
+}
+
+/* Follows a task started earlier (by its msgId) to its end, as task_start. */
+static int task_follow(vb_hv *hv, int64_t msg_id, const char *vm_name, const char *vm_id, const char *step, task_fn fn,
+                       void *ctx)
+{
+        task_op *p;
+
+        if (hv->closing)
+                return -ESHUTDOWN;
+        p = task_new(hv, vm_name, vm_id, step, fn, ctx);
+        if (!p)
+                return -ENOMEM;
+        p->msg_id = msg_id;
+        /* It already outlived one timeout: give it a long while more. */
+        p->deadline_ns = vb_now_ns() + MAX(3 * hv->task_timeout_ms, TASK_FOLLOW_MIN_MS) * 1000000ull;
+        task_link(p);
+        uv_timer_start(&p->timer, task_tick, 0, 0);
+        return 0;
 }
 
 /* ids go into paths as they are: digits (or a uuid) only. */
@@ -1176,7 +1256,7 @@ static int cas_vm_get(vb_hv *hv, const char *vm, vb_hv_vm_fn done, void *userdat
 
 typedef struct free_op {
         vb_hv *hv;
-        char *vm_id, *vm_name;
+        vm_ref vm;
         char **paths;
         size_t n_paths;
         vb_hv_space_fn done;
@@ -1188,8 +1268,7 @@ static void free_op_free(free_op *f)
         for (size_t i = 0; i < f->n_paths; i++)
                 free(f->paths[i]);
         free(f->paths);
-        free(f->vm_id);
-        free(f->vm_name);
+        vm_ref_clear(&f->vm);
         free(f);
 }
 
@@ -1226,13 +1305,13 @@ static void free_answered(void *ctx, vb_error r, const char *msg, json_t *doc, c
 
         (void)resp;
         if (r != VB_OK) {
-                vm_msg(buf, sizeof(buf), f->hv, f->vm_name, f->vm_id, "free space: %s", detail_of(f->hv, msg));
+                vm_msg(buf, sizeof(buf), f->hv, f->vm.name, f->vm.id, "free space: %s", detail_of(f->hv, msg));
                 goto out;
         }
         pools = cas_get_list(doc, "storagePool");
         if (!pools) {
                 r = VB_E_FAILED;
-                vm_msg(buf, sizeof(buf), f->hv, f->vm_name, f->vm_id, "free space: %s", strerror(ENOMEM));
+                vm_msg(buf, sizeof(buf), f->hv, f->vm.name, f->vm.id, "free space: %s", strerror(ENOMEM));
                 goto out;
         }
         /* Snapshots grow in the pool of each disk: the fullest pool bounds them all. */
@@ -1242,7 +1321,7 @@ static void free_answered(void *ctx, vb_error r, const char *msg, json_t *doc, c
 
                 if (!p) {
                         r = VB_E_NOT_FOUND;
-                        vm_msg(buf, sizeof(buf), f->hv, f->vm_name, f->vm_id,
+                        vm_msg(buf, sizeof(buf), f->hv, f->vm.name, f->vm.id,
                                "free space: no storage pool of its host holds %s", f->paths[i]);
                         goto out;
                 }
@@ -1271,10 +1350,8 @@ static int cas_storage_free(vb_hv *hv, const vb_hv_vm *vm, vb_hv_space_fn done, 
         if (!f)
                 return -ENOMEM;
         *f = (free_op){ .hv = hv, .done = done, .userdata = userdata };
-        f->vm_id = vm->id ? strdup(vm->id) : NULL;
-        f->vm_name = vm->name ? strdup(vm->name) : NULL;
         f->paths = calloc(vm->n_disks, sizeof(*f->paths));
-        if ((vm->id && !f->vm_id) || (vm->name && !f->vm_name) || !f->paths) {
+        if (vm_ref_set(&f->vm, vm->id, vm->name) < 0 || !f->paths) {
                 k = -ENOMEM;
                 goto fail;
         }
@@ -1319,10 +1396,11 @@ static int snapshot_name(char **ret)
 
 typedef struct snap_op {
         vb_hv *hv;
-        char *vm_id, *vm_name;
+        vm_ref vm;
         vb_hv_snapshot s;
         bool quiesce, frozen;
         vb_error r; /* the snapshot's own result, kept while the guest thaws */
+        bool maybe; /* failed, but the snapshot may still appear: the caller deletes it */
         char msg[MSG_MAX];
         vb_hv_snapshot_fn done;
         void *userdata;
@@ -1330,17 +1408,16 @@ typedef struct snap_op {
 
 static void snap_finish(snap_op *o)
 {
-        o->done(o->userdata, o->r, o->msg, o->r == VB_OK ? &o->s : NULL);
+        o->done(o->userdata, o->r, o->msg, o->r == VB_OK || o->maybe ? &o->s : NULL);
         vb_hv_snapshot_clear(&o->s);
-        free(o->vm_id);
-        free(o->vm_name);
+        vm_ref_clear(&o->vm);
         free(o);
 }
 
 static void snap_fail_errno(snap_op *o, int k, const char *step)
 {
         o->r = k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED;
-        vm_msg(o->msg, sizeof(o->msg), o->hv, o->vm_name, o->vm_id, "%s: %s", step, strerror(-k));
+        vm_msg(o->msg, sizeof(o->msg), o->hv, o->vm.name, o->vm.id, "%s: %s", step, strerror(-k));
         snap_finish(o);
 }
 
@@ -1358,7 +1435,7 @@ static int guest_command(snap_op *o, const char *command, call_fn fn)
         json_decref(j);
         if (!body)
                 return -ENOMEM;
-        snprintf(path, sizeof(path), "/vm/%s/executeCmd", o->vm_id);
+        snprintf(path, sizeof(path), "/vm/%s/executeCmd", o->vm.id);
         return call_send(o->hv, "POST", path, body, "application/json", fn, o);
 }
 
@@ -1388,24 +1465,39 @@ static void snap_thawed(void *ctx, vb_error r, const char *msg, json_t *doc, con
                 r = VB_E_REFUSED;
         /* The guest's agent thaws by itself after its own timeout; say so, go on. */
         if (r != VB_OK)
-                log_warning("CVM %s: vm %s (id %s): thawing the guest's file systems: %s", o->hv->cvm, o->vm_name,
-                            o->vm_id, why ?: detail_of(o->hv, msg));
+                log_warning("CVM %s: vm %s (id %s): thawing the guest's file systems: %s", o->hv->cvm, o->vm.name,
+                            o->vm.id, why ?: detail_of(o->hv, msg));
         snap_finish(o);
 }
 
 static void snap_taken(void *ctx, vb_error r, const char *msg, const cas_task *t)
 {
         snap_op *o = ctx;
+        abandoned *a;
         int k;
 
-        (void)t;
+        if (r != VB_OK && t && !t->completed && (a = calloc(1, sizeof(*a)))) {
+                /* Timed out: remember the task, so a delete waits for it. */
+                *a = (abandoned){ .next = o->hv->abandoned,
+                                  .vm_id = strdup(o->vm.id),
+                                  .name = strdup(o->s.name),
+                                  .msg_id = t->msg_id };
+                if (a->vm_id && a->name) {
+                        o->hv->abandoned = a;
+                        o->maybe = true;
+                } else {
+                        free(a->vm_id);
+                        free(a->name);
+                        free(a);
+                }
+        }
         o->r = r;
         snprintf(o->msg, sizeof(o->msg), "%s", msg);
         if (!o->frozen)
                 return snap_finish(o);
         k = guest_command(o, "{\"execute\":\"guest-fsfreeze-thaw\"}", snap_thawed);
         if (k < 0) {
-                log_warning("CVM %s: vm %s (id %s): cannot ask the guest to thaw: %s", o->hv->cvm, o->vm_name, o->vm_id,
+                log_warning("CVM %s: vm %s (id %s): cannot ask the guest to thaw: %s", o->hv->cvm, o->vm.name, o->vm.id,
                             strerror(-k));
                 snap_finish(o);
         }
@@ -1418,10 +1510,10 @@ static void snap_take(snap_op *o)
         int k;
 
         /* snapshotMode 1 internal, 2 external; no memory state (§3.4). */
-        body = json_pack("{s:s, s:s, s:s, s:b, s:i}", "vmId", o->vm_id, "name", o->s.name, "desc", "vbak backup",
+        body = json_pack("{s:s, s:s, s:s, s:b, s:i}", "vmId", o->vm.id, "name", o->s.name, "desc", "vbak backup",
                          "snapMem", 0, "snapshotMode", o->s.type == VB_SNAPSHOT_INTERNAL ? 1 : 2);
         snprintf(step, sizeof(step), "%s snapshot %s", vb_snapshot_type_to_string(o->s.type), o->s.name);
-        k = body ? task_start(o->hv, "POST", "/vm/snapshot", body, "snapshot", o->vm_name, o->vm_id, step, snap_taken,
+        k = body ? task_start(o->hv, "POST", "/vm/snapshot", body, "snapshot", o->vm.name, o->vm.id, step, snap_taken,
                               o)
                  : -ENOMEM;
         json_decref(body);
@@ -1469,15 +1561,14 @@ static int cas_snapshot_create(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type t
          * the new checkpoint records). An internal snapshot of a running VM
          * can only be read whole. */
         *o = (snap_op){ .hv = hv,
-                        .vm_id = strdup(vm->id),
-                        .vm_name = vm->name ? strdup(vm->name) : NULL,
                         .s = { .type = type == VB_SNAPSHOT_INTERNAL ? VB_SNAPSHOT_INTERNAL : VB_SNAPSHOT_EXTERNAL },
                         .quiesce = quiesce && vm->state == VB_VM_RUNNING,
                         .done = done,
                         .userdata = userdata };
         k = snapshot_name(&o->s.name);
-        if (k < 0 || !o->vm_id || (vm->name && !o->vm_name)) {
-                k = k < 0 ? k : -ENOMEM;
+        if (k >= 0)
+                k = vm_ref_set(&o->vm, vm->id, vm->name);
+        if (k < 0) {
                 goto fail;
         }
         if (!o->quiesce) {
@@ -1492,23 +1583,23 @@ static int cas_snapshot_create(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type t
         return 0;
 fail:
         vb_hv_snapshot_clear(&o->s);
-        free(o->vm_id);
-        free(o->vm_name);
+        vm_ref_clear(&o->vm);
         free(o);
         return k;
 }
 
 typedef struct unsnap_op {
         vb_hv *hv;
-        char *vm_id, *vm_name, *name;
+        vm_ref vm;
+        char *name;
+        bool waited; /* for the create task that had timed out */
         vb_hv_done_fn done;
         void *userdata;
 } unsnap_op;
 
 static void unsnap_free(unsnap_op *o)
 {
-        free(o->vm_id);
-        free(o->vm_name);
+        vm_ref_clear(&o->vm);
         free(o->name);
         free(o);
 }
@@ -1540,6 +1631,28 @@ static bool snapshot_listed(json_t *list, const char *name, int depth)
         return false;
 }
 
+static void unsnap_listed(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp);
+
+static void unsnap_waited(void *ctx, vb_error r, const char *msg, const cas_task *t)
+{
+        unsnap_op *o = ctx;
+        char path[256], buf[MSG_MAX];
+        int k;
+
+        (void)t;
+        /* However it ended, the list tells whether there is a snapshot to delete. */
+        if (r != VB_OK)
+                log_info("%s", msg);
+        snprintf(path, sizeof(path), "/vm/snapshot/%s", o->vm.id);
+        k = call_start(o->hv, "GET", path, unsnap_listed, o);
+        if (k < 0) {
+                vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "deleting snapshot %s: %s", o->name,
+                       strerror(-k));
+                o->done(o->userdata, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, buf);
+                unsnap_free(o);
+        }
+}
+
 static void unsnap_listed(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
 {
         unsnap_op *o = ctx;
@@ -1549,21 +1662,42 @@ static void unsnap_listed(void *ctx, vb_error r, const char *msg, json_t *doc, c
         (void)resp;
         snprintf(step, sizeof(step), "deleting snapshot %s", o->name);
         if (r != VB_OK) {
-                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "%s: listing snapshots: %s", step,
+                vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "%s: listing snapshots: %s", step,
                        detail_of(o->hv, msg));
                 o->done(o->userdata, r, buf);
                 return unsnap_free(o);
         }
+        /* Not there yet, but its create task timed out: wait for that task,
+         * then look again. */
+        if (!o->waited && !snapshot_listed(cas_get_list(doc, "snapshot"), o->name, 0)) {
+                for (abandoned **pp = &o->hv->abandoned, *a; (a = *pp); pp = &a->next) {
+                        if (!streq(a->vm_id, o->vm.id) || !streq(a->name, o->name))
+                                continue;
+                        *pp = a->next;
+                        o->waited = true;
+                        snprintf(step, sizeof(step), "waiting for the task creating snapshot %s", o->name);
+                        k = task_follow(o->hv, a->msg_id, o->vm.name, o->vm.id, step, unsnap_waited, o);
+                        free(a->vm_id);
+                        free(a->name);
+                        free(a);
+                        if (k < 0) {
+                                vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "%s: %s", step, strerror(-k));
+                                o->done(o->userdata, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, buf);
+                                unsnap_free(o);
+                        }
+                        return;
+                }
+        }
         /* Gone already (a create that failed, a second cleanup): nothing to do. */
         if (!snapshot_listed(cas_get_list(doc, "snapshot"), o->name, 0)) {
-                log_debug("CVM %s: vm %s: snapshot %s is not there", o->hv->cvm, o->vm_name, o->name);
+                log_debug("CVM %s: vm %s: snapshot %s is not there", o->hv->cvm, o->vm.name, o->name);
                 o->done(o->userdata, VB_OK, "");
                 return unsnap_free(o);
         }
-        snprintf(path, sizeof(path), "/vm/snapshot/%s/%s", o->vm_id, o->name);
-        k = task_start(o->hv, "DELETE", path, NULL, NULL, o->vm_name, o->vm_id, step, unsnap_deleted, o);
+        snprintf(path, sizeof(path), "/vm/snapshot/%s/%s", o->vm.id, o->name);
+        k = task_start(o->hv, "DELETE", path, NULL, NULL, o->vm.name, o->vm.id, step, unsnap_deleted, o);
         if (k < 0) {
-                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "%s: %s", step, strerror(-k));
+                vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "%s: %s", step, strerror(-k));
                 o->done(o->userdata, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, buf);
                 unsnap_free(o);
         }
@@ -1580,13 +1714,8 @@ static int cas_snapshot_delete(vb_hv *hv, const vb_hv_vm *vm, const char *name, 
         o = calloc(1, sizeof(*o));
         if (!o)
                 return -ENOMEM;
-        *o = (unsnap_op){ .hv = hv,
-                          .vm_id = strdup(vm->id),
-                          .vm_name = vm->name ? strdup(vm->name) : NULL,
-                          .name = strdup(name),
-                          .done = done,
-                          .userdata = userdata };
-        if (!o->vm_id || !o->name || (vm->name && !o->vm_name)) {
+        *o = (unsnap_op){ .hv = hv, .name = strdup(name), .done = done, .userdata = userdata };
+        if (vm_ref_set(&o->vm, vm->id, vm->name) < 0 || !o->name) {
                 unsnap_free(o);
                 return -ENOMEM;
         }
@@ -1601,7 +1730,7 @@ static int cas_snapshot_delete(vb_hv *hv, const vb_hv_vm *vm, const char *name, 
 
 typedef struct cbt_op {
         vb_hv *hv;
-        char *vm_id, *vm_name;
+        vm_ref vm;
         vb_hv_cbt_fn done;
         void *userdata;
 } cbt_op;
@@ -1609,8 +1738,7 @@ typedef struct cbt_op {
 static void cbt_finish(cbt_op *o, vb_error r, const char *msg, bool valid, const char *why)
 {
         o->done(o->userdata, r, msg, valid, why);
-        free(o->vm_id);
-        free(o->vm_name);
+        vm_ref_clear(&o->vm);
         free(o);
 }
 
@@ -1622,7 +1750,7 @@ static void cbt_checked(void *ctx, vb_error r, const char *msg, json_t *doc, con
 
         (void)resp;
         if (r != VB_OK) {
-                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "checkCbtBackup: %s", detail_of(o->hv, msg));
+                vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "checkCbtBackup: %s", detail_of(o->hv, msg));
                 return cbt_finish(o, r, buf, false, NULL);
         }
         /* A bare true/false (§3.5); a string when served as text. */
@@ -1633,7 +1761,7 @@ static void cbt_checked(void *ctx, vb_error r, const char *msg, json_t *doc, con
                 return cbt_finish(o, VB_OK, "", false,
                                   "CAS reports the VM's changed-block tracking invalid (checkCbtBackup is false: "
                                   "the VM was power-cycled, migrated or its disks changed)");
-        vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "checkCbtBackup: neither true nor false");
+        vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "checkCbtBackup: neither true nor false");
         cbt_finish(o, VB_E_PROTOCOL, buf, false, NULL);
 }
 
@@ -1646,17 +1774,17 @@ static void cbt_capable(void *ctx, vb_error r, const char *msg, json_t *doc, con
 
         (void)resp;
         if (r != VB_OK) {
-                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "capabilities: %s", detail_of(o->hv, msg));
+                vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "capabilities: %s", detail_of(o->hv, msg));
                 return cbt_finish(o, r, buf, false, NULL);
         }
         if (cas_get_bool(doc, "supportCbt", &b) == 0 && !b)
                 return cbt_finish(o, VB_OK, "", false,
                                   "the VM does not support changed-block tracking (supportCbt is false: a disk "
                                   "is not qcow2)");
-        snprintf(path, sizeof(path), "/vm/checkCbtBackup/%s", o->vm_id);
+        snprintf(path, sizeof(path), "/vm/checkCbtBackup/%s", o->vm.id);
         k = call_start(o->hv, "PUT", path, cbt_checked, o);
         if (k < 0) {
-                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "checkCbtBackup: %s", strerror(-k));
+                vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "checkCbtBackup: %s", strerror(-k));
                 cbt_finish(o, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, buf, false, NULL);
         }
 }
@@ -1672,23 +1800,17 @@ static int cas_cbt_check(vb_hv *hv, const vb_hv_vm *vm, vb_hv_cbt_fn done, void 
         o = calloc(1, sizeof(*o));
         if (!o)
                 return -ENOMEM;
-        *o = (cbt_op){ .hv = hv,
-                       .vm_id = strdup(vm->id),
-                       .vm_name = vm->name ? strdup(vm->name) : NULL,
-                       .done = done,
-                       .userdata = userdata };
-        if (!o->vm_id || (vm->name && !o->vm_name)) {
-                k = -ENOMEM;
+        *o = (cbt_op){ .hv = hv, .done = done, .userdata = userdata };
+        k = vm_ref_set(&o->vm, vm->id, vm->name);
+        if (k < 0)
                 goto fail;
-        }
         snprintf(path, sizeof(path), "/vm/%s/capabilities", vm->id);
         k = call_start(hv, "GET", path, cbt_capable, o);
         if (k < 0)
                 goto fail;
         return 0;
 fail:
-        free(o->vm_id);
-        free(o->vm_name);
+        vm_ref_clear(&o->vm);
         free(o);
         return k;
 }
@@ -1697,7 +1819,8 @@ fail:
 
 typedef struct src_op {
         vb_hv *hv;
-        char *vm_id, *vm_name, *device, *path;
+        vm_ref vm;
+        char *device, *path;
         char *snapshot; /* internal: read this snapshot */
         char *since, *checkpoint;
         bool write;
@@ -1707,8 +1830,7 @@ typedef struct src_op {
 
 static void src_free(src_op *o)
 {
-        free(o->vm_id);
-        free(o->vm_name);
+        vm_ref_clear(&o->vm);
         free(o->device);
         free(o->path);
         free(o->snapshot);
@@ -1751,22 +1873,22 @@ static void src_host(void *ctx, vb_error r, const char *msg, json_t *doc, const 
 
         (void)resp;
         if (r != VB_OK) {
-                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "disk %s: finding its host: %s",
+                vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "disk %s: finding its host: %s",
                        o->device ?: o->path, detail_of(o->hv, msg));
                 o->done(o->userdata, r, buf, NULL);
                 return src_free(o);
         }
         addr = host_address(doc, o->hv->network);
         if (!addr || !*addr) {
-                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "disk %s: its host has no address",
+                vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "disk %s: its host has no address",
                        o->device ?: o->path);
                 o->done(o->userdata, VB_E_PROTOCOL, buf, NULL);
                 return src_free(o);
         }
         v6 = strchr(addr, ':') != NULL;
         if (asprintf(&src.url, "cvd://%s%s%s:%u/%s%s%s%s", v6 ? "[" : "", addr, v6 ? "]" : "", o->hv->cvd_port,
-                     o->vm_name, o->path, o->snapshot ? "?snapshot=" : "", o->snapshot ?: "") < 0) {
-                vm_msg(buf, sizeof(buf), o->hv, o->vm_name, o->vm_id, "disk %s: %s", o->device ?: o->path,
+                     o->vm.name, o->path, o->snapshot ? "?snapshot=" : "", o->snapshot ?: "") < 0) {
+                vm_msg(buf, sizeof(buf), o->hv, o->vm.name, o->vm.id, "disk %s: %s", o->device ?: o->path,
                        strerror(ENOMEM));
                 o->done(o->userdata, VB_E_FAILED, buf, NULL);
                 return src_free(o);
@@ -1796,10 +1918,8 @@ static int src_start(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, cons
         if (!o)
                 return -ENOMEM;
         *o = (src_op){ .hv = hv, .write = write, .done = done, .userdata = userdata };
-        o->vm_id = vm->id ? strdup(vm->id) : NULL;
-        o->vm_name = strdup(vm->name);
         o->path = strdup(disk->path);
-        oom = (vm->id && !o->vm_id) || !o->vm_name || !o->path;
+        oom = vm_ref_set(&o->vm, vm->id, vm->name) < 0 || !o->path;
         if (disk->device && !(o->device = strdup(disk->device)))
                 oom = true;
         if (s && s->type == VB_SNAPSHOT_INTERNAL) {

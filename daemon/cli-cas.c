@@ -591,33 +591,88 @@ static int verb_power(cli *x, const char *what)
         return 0;
 }
 
-/* ---- backup ---- */
+/* ---- backup and restore: what both verbs share ---- */
 
-typedef struct backup_ctx {
+/* A long operation of a verb: its steps (shown until the progress bar
+ * starts), its progress, and its result as one JSON document. */
+typedef struct run_ctx {
         cli *x;
+        const char *label; /* of the progress bar */
         vb_progress prog;
         bool progress_on;
         json_t *out;
-} backup_ctx;
+} run_ctx;
 
-static void backup_step(void *userdata, const char *what)
+static void run_step(void *userdata, const char *what)
 {
-        backup_ctx *bc = userdata;
+        run_ctx *rc = userdata;
 
-        if (!arg_json && !bc->progress_on)
+        if (!arg_json && !rc->progress_on)
                 fprintf(stderr, "vbak: %s\n", what);
 }
 
-static void backup_progress(void *userdata, uint64_t done, uint64_t total)
+static void run_progress(void *userdata, uint64_t done, uint64_t total)
 {
-        backup_ctx *bc = userdata;
+        run_ctx *rc = userdata;
 
-        if (!bc->progress_on) {
-                vb_progress_init(&bc->prog, "backup", false);
-                bc->progress_on = true;
+        if (!rc->progress_on) {
+                vb_progress_init(&rc->prog, rc->label, false);
+                rc->progress_on = true;
         }
-        vb_progress_update(&bc->prog, done, total);
+        vb_progress_update(&rc->prog, done, total);
 }
+
+/* The operation's callback ran: the bar ends, the loop may stop. */
+static void run_finished(run_ctx *rc, vb_error r, const char *message)
+{
+        if (rc->progress_on) {
+                vb_progress_done(&rc->prog);
+                rc->progress_on = false;
+        }
+        rc->x->done = true;
+        rc->x->r = r;
+        snprintf(rc->x->msg, sizeof(rc->x->msg), "%s", message);
+}
+
+static int open_pool(cli *x, sp_pool **ret)
+{
+        int r = sp_pool_open(x->pool, ret);
+
+        if (r == -ENOENT)
+                return fail(VB_E_NOT_FOUND, "%s: no pool here (pool.json not found)", x->pool);
+        if (r < 0)
+                return fail(r == -EBADMSG || r == -EPROTONOSUPPORT ? VB_E_POOL_FORMAT : vb_error_from_errno(r),
+                            "%s: %s", x->pool, strerror(-r));
+        return 0;
+}
+
+/* Runs the operation started with result `started` to its end. With
+ * --json a failure is one document too: the result with its error. */
+static int run_wait(run_ctx *rc, int started, const char *what)
+{
+        bool json = arg_json;
+        int r;
+
+        arg_json = false;
+        r = wait_done(rc->x, started, what);
+        arg_json = json;
+        if (r && json) {
+                if (rc->out) {
+                        json_object_set_new(rc->out, "error",
+                                            json_pack("{s:i, s:s, s:s}", "code", r, "name", vb_error_name(r), "message",
+                                                      rc->x->msg));
+                        print_json(TAKE_PTR(rc->out));
+                } else {
+                        print_json(json_pack("{s:{s:i, s:s, s:s}}", "error", "code", r, "name", vb_error_name(r),
+                                             "message", rc->x->msg));
+                }
+        }
+        if (r)
+                json_decref(TAKE_PTR(rc->out));
+        return r;
+}
+
+/* ---- backup ---- */
 
 static json_t *transport_json(const tp_nbd_stats *t)
 {
@@ -628,17 +683,10 @@ static json_t *transport_json(const tp_nbd_stats *t)
 
 static void backup_done(void *userdata, const vb_vmbackup_result *res)
 {
-        backup_ctx *bc = userdata;
-        cli *x = bc->x;
+        run_ctx *rc = userdata;
         json_t *notes = json_array(), *disks = json_array();
 
-        if (bc->progress_on) {
-                vb_progress_done(&bc->prog);
-                bc->progress_on = false;
-        }
-        x->done = true;
-        x->r = res->r;
-        snprintf(x->msg, sizeof(x->msg), "%s", res->message);
+        run_finished(rc, res->r, res->message);
         for (size_t i = 0; res->notes[i]; i++)
                 json_array_append_new(notes, json_string(res->notes[i]));
         for (size_t i = 0; i < res->n_disks; i++) {
@@ -650,7 +698,7 @@ static void backup_done(void *userdata, const vb_vmbackup_result *res)
                                                 (json_int_t)d->bytes_new, "bytes_stored", (json_int_t)d->bytes_stored,
                                                 "transport", transport_json(&d->transport)));
         }
-        bc->out = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:o, s:o, s:s?, s:f}", "id",
+        rc->out = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:o, s:o, s:s?, s:f}", "id",
                             res->m ? res->m->id : NULL, "type", res->m ? dd_backup_type_to_string(res->m->type) : NULL,
                             "parent", res->m ? res->m->parent : NULL, "checkpoint", res->m ? res->m->checkpoint : NULL,
                             "vm", res->vm.name, "vmId", res->vm.id, "title", res->vm.title, "snapshot", res->snapshot,
@@ -658,22 +706,43 @@ static void backup_done(void *userdata, const vb_vmbackup_result *res)
                             res->cleanup_error, "seconds", (double)res->seconds_ns / 1e9);
 }
 
+static void print_backup(json_t *j)
+{
+        const char *cleanup = json_string_value(json_object_get(j, "cleanup_error"));
+        char a[32], b[32], c[32];
+        json_t *d;
+        size_t i;
+
+        json_array_foreach(json_object_get(j, "notes"), i, d) printf("Note: %s\n", json_string_value(d));
+        printf("Restore point %s (%s) of vm %s (%s), snapshot %s (%s-consistent), %.2f s\n",
+               json_string_value(json_object_get(j, "id")), json_string_value(json_object_get(j, "type")),
+               json_string_value(json_object_get(j, "vm")), json_string_value(json_object_get(j, "title")) ?: "-",
+               json_string_value(json_object_get(j, "snapshot")),
+               json_is_true(json_object_get(j, "quiesced")) ? "application" : "crash",
+               json_real_value(json_object_get(j, "seconds")));
+        json_array_foreach(json_object_get(j, "disks"), i, d)
+        {
+                printf("  disk %s: size %s, read %s, new %s\n", json_string_value(json_object_get(d, "name")),
+                       vb_format_size((uint64_t)json_integer_value(json_object_get(d, "size")), a, sizeof(a)),
+                       vb_format_size((uint64_t)json_integer_value(json_object_get(d, "bytes_read")), b, sizeof(b)),
+                       vb_format_size((uint64_t)json_integer_value(json_object_get(d, "bytes_new")), c, sizeof(c)));
+        }
+        if (cleanup)
+                fprintf(stderr, "vbak: warning: %s\n", cleanup);
+}
+
 static int verb_backup(cli *x)
 {
         _cleanup_(sp_pool_closep) sp_pool *p = NULL;
-        backup_ctx bc = { .x = x };
+        run_ctx rc = { .x = x, .label = "backup" };
         vb_vmbackup_opts o;
-        bool json;
         int r;
 
         if (!x->vm || !x->pool)
                 return fail(VB_E_USAGE, "cas backup needs --vm NAME|ID|UUID and --pool PATH (see --help)");
-        r = sp_pool_open(x->pool, &p);
-        if (r == -ENOENT)
-                return fail(VB_E_NOT_FOUND, "%s: no pool here (pool.json not found)", x->pool);
-        if (r < 0)
-                return fail(r == -EBADMSG || r == -EPROTONOSUPPORT ? VB_E_POOL_FORMAT : vb_error_from_errno(r),
-                            "%s: %s", x->pool, strerror(-r));
+        r = open_pool(x, &p);
+        if (r)
+                return r;
         r = cli_connect(x);
         if (r)
                 return r;
@@ -688,113 +757,39 @@ static int verb_backup(cli *x)
                                 .min_free_percent = x->min_free_percent,
                                 .min_free_bytes = x->min_free,
                                 .transfer = &x->net.disk,
-                                .progress = backup_progress,
-                                .step = backup_step,
-                                .userdata = &bc };
-        /* With --json, one document: the result with its error. */
-        json = arg_json;
-        arg_json = false;
-        r = wait_done(x, vb_vmbackup_start(&x->loop, &o, backup_done, &bc), x->vm);
-        arg_json = json;
-        if (r) {
-                if (json && bc.out) {
-                        json_object_set_new(
-                                bc.out, "error",
-                                json_pack("{s:i, s:s, s:s}", "code", r, "name", vb_error_name(r), "message", x->msg));
-                        print_json(TAKE_PTR(bc.out));
-                } else if (json) {
-                        arg_json = true;
-                        fail(r, "%s", x->msg);
-                }
-                json_decref(bc.out);
+                                .progress = run_progress,
+                                .step = run_step,
+                                .userdata = &rc };
+        r = run_wait(&rc, vb_vmbackup_start(&x->loop, &o, backup_done, &rc), x->vm);
+        if (r)
                 return r;
-        }
         if (arg_json)
-                return print_json(TAKE_PTR(bc.out));
-        {
-                json_t *j = bc.out, *d;
-                size_t i;
-                char a[32], b[32], c[32];
-                const char *cleanup = json_string_value(json_object_get(j, "cleanup_error"));
-
-                json_array_foreach(json_object_get(j, "notes"), i, d) printf("Note: %s\n", json_string_value(d));
-                printf("Restore point %s (%s) of vm %s (%s), snapshot %s (%s-consistent), %.2f s\n",
-                       json_string_value(json_object_get(j, "id")), json_string_value(json_object_get(j, "type")),
-                       json_string_value(json_object_get(j, "vm")),
-                       json_string_value(json_object_get(j, "title")) ?: "-",
-                       json_string_value(json_object_get(j, "snapshot")),
-                       json_is_true(json_object_get(j, "quiesced")) ? "application" : "crash",
-                       json_real_value(json_object_get(j, "seconds")));
-                json_array_foreach(json_object_get(j, "disks"), i, d)
-                {
-                        printf("  disk %s: size %s, read %s, new %s\n", json_string_value(json_object_get(d, "name")),
-                               vb_format_size((uint64_t)json_integer_value(json_object_get(d, "size")), a, sizeof(a)),
-                               vb_format_size((uint64_t)json_integer_value(json_object_get(d, "bytes_read")), b,
-                                              sizeof(b)),
-                               vb_format_size((uint64_t)json_integer_value(json_object_get(d, "bytes_new")), c,
-                                              sizeof(c)));
-                }
-                if (cleanup)
-                        fprintf(stderr, "vbak: warning: %s\n", cleanup);
-                json_decref(j);
-        }
+                return print_json(TAKE_PTR(rc.out));
+        print_backup(rc.out);
+        json_decref(rc.out);
         return 0;
 }
 
 /* ---- restore ---- */
 
-typedef struct restore_ctx {
-        cli *x;
-        vb_progress prog;
-        bool progress_on;
-        json_t *out;
-} restore_ctx;
-
-static void restore_step(void *userdata, const char *what)
-{
-        restore_ctx *rc = userdata;
-
-        if (!arg_json && !rc->progress_on)
-                fprintf(stderr, "vbak: %s\n", what);
-}
-
-static void restore_progress(void *userdata, uint64_t done, uint64_t total)
-{
-        restore_ctx *rc = userdata;
-
-        if (!rc->progress_on) {
-                vb_progress_init(&rc->prog, "restore", false);
-                rc->progress_on = true;
-        }
-        vb_progress_update(&rc->prog, done, total);
-}
-
 static void restore_done(void *userdata, const vb_vmrestore_result *res)
 {
-        restore_ctx *rc = userdata;
-        cli *x = rc->x;
+        run_ctx *rc = userdata;
         json_t *vols = json_array();
 
-        if (rc->progress_on) {
-                vb_progress_done(&rc->prog);
-                rc->progress_on = false;
-        }
-        x->done = true;
-        x->r = res->r;
-        snprintf(x->msg, sizeof(x->msg), "%s", res->message);
+        run_finished(rc, res->r, res->message);
         for (size_t i = 0; i < res->n_volumes; i++)
                 json_array_append_new(vols, json_string(res->volumes[i]));
-        rc->out = json_pack("{s:s?, s:s, s:s?, s:o, s:I, s:f}", "restore_point", res->restore_point, "name", x->name,
-                            "vmId", res->vm_id, "volumes", vols, "bytes_written", (json_int_t)res->bytes_written,
-                            "seconds", (double)res->seconds_ns / 1e9);
+        rc->out = json_pack("{s:s?, s:s, s:s?, s:o, s:I, s:f}", "restore_point", res->restore_point, "name",
+                            rc->x->name, "vmId", res->vm_id, "volumes", vols, "bytes_written",
+                            (json_int_t)res->bytes_written, "seconds", (double)res->seconds_ns / 1e9);
 }
 
 static int verb_restore(cli *x, const char *id)
 {
         _cleanup_(sp_pool_closep) sp_pool *p = NULL;
-        restore_ctx rc = { .x = x };
+        run_ctx rc = { .x = x, .label = "restore" };
         vb_vmrestore_opts o;
-        bool json;
         int r;
 
         if (!x->pool || !x->name)
@@ -803,12 +798,9 @@ static int verb_restore(cli *x, const char *id)
                 return fail(VB_E_USAGE, "--name '%s': use 1-64 letters, digits, '.', '_' or '-'", x->name);
         if (streq(id, "latest") && !x->vm)
                 return fail(VB_E_USAGE, "cas restore latest needs --vm NAME");
-        r = sp_pool_open(x->pool, &p);
-        if (r == -ENOENT)
-                return fail(VB_E_NOT_FOUND, "%s: no pool here (pool.json not found)", x->pool);
-        if (r < 0)
-                return fail(r == -EBADMSG || r == -EPROTONOSUPPORT ? VB_E_POOL_FORMAT : vb_error_from_errno(r),
-                            "%s: %s", x->pool, strerror(-r));
+        r = open_pool(x, &p);
+        if (r)
+                return r;
         r = cli_connect(x);
         if (r)
                 return r;
@@ -822,8 +814,8 @@ static int verb_restore(cli *x, const char *id)
                                  .storage_pool = x->storage_pool,
                                  .power_on = x->power_on,
                                  .transfer = &x->net.disk,
-                                 .progress = restore_progress,
-                                 .step = restore_step,
+                                 .progress = run_progress,
+                                 .step = run_step,
                                  .userdata = &rc };
         r = vb_vmrestore_start(&x->loop, &o, restore_done, &rc);
         if (r == -ENOENT)
@@ -835,21 +827,10 @@ static int verb_restore(cli *x, const char *id)
                             "restore point %s does not say which storage pool a disk was in: give "
                             "--storage-pool",
                             id);
-        json = arg_json;
-        arg_json = false;
-        r = wait_done(x, r, "restore");
-        arg_json = json;
-        if (r) {
-                if (json && rc.out) {
-                        json_object_set_new(
-                                rc.out, "error",
-                                json_pack("{s:i, s:s, s:s}", "code", r, "name", vb_error_name(r), "message", x->msg));
-                        print_json(TAKE_PTR(rc.out));
-                }
-                json_decref(rc.out);
+        r = run_wait(&rc, r, "restore");
+        if (r)
                 return r;
-        }
-        if (json)
+        if (arg_json)
                 return print_json(TAKE_PTR(rc.out));
         printf("Restore point %s restored as vm %s (id %s) in %.2f s\n",
                json_string_value(json_object_get(rc.out, "restore_point")), x->name,

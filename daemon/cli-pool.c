@@ -315,23 +315,6 @@ static struct option *with_net_options(const struct option *own, size_t n_own)
         return v;
 }
 
-static vb_error net_error(int r)
-{
-        switch (-r) {
-        case ETIMEDOUT:
-        case ECONNREFUSED:
-        case ECONNRESET:
-        case EPIPE:
-        case ENOTCONN:
-        case EHOSTUNREACH:
-        case ENETUNREACH:
-        case ESTALE:
-                return VB_E_NETWORK;
-        default:
-                return vb_error_from_errno(r);
-        }
-}
-
 /* Where a backup reads: a local file, or a disk over the network. */
 typedef struct backup_source {
         const char *name;
@@ -361,7 +344,7 @@ static int open_net_source(uv_loop_t *loop, vb_net_opts *no, backup_source *bs)
         if (r == -EPROTONOSUPPORT)
                 return fail(VB_E_USAGE, "%s: unknown source; use a file, nbd://, nbd+unix:// or cvd://", bs->name);
         if (r < 0)
-                return fail(code ? code : net_error(r), "%s", msg ? msg : strerror(-r));
+                return fail(code ? code : vb_error_from_net_errno(r), "%s", msg ? msg : strerror(-r));
         bs->size = tp_disk_size(bs->disk);
         return 0;
 }
@@ -566,7 +549,8 @@ static int cmd_backup(int argc, char **argv)
 
                 r = vb_net_plan(&loop, bs.disk, incremental, &extents, &planned_incremental, &msg);
                 if (r < 0) {
-                        code = fail(net_error(r), "%s: cannot map the disk: %s", bs.name, msg ? msg : strerror(-r));
+                        code = fail(vb_error_from_net_errno(r), "%s: cannot map the disk: %s", bs.name,
+                                    msg ? msg : strerror(-r));
                         goto out;
                 }
                 incremental = planned_incremental;
@@ -631,9 +615,9 @@ static int cmd_backup(int argc, char **argv)
                 else if (r == -ENOSPC || r == -EDQUOT)
                         code = fail(VB_E_NO_SPACE, "the pool's file system is full; nothing was committed");
                 else if (why)
-                        code = fail(net_error(r), "%s; nothing was committed", why);
+                        code = fail(vb_error_from_net_errno(r), "%s; nothing was committed", why);
                 else
-                        code = fail(network ? net_error(r) : vb_error_from_errno(r),
+                        code = fail(network ? vb_error_from_net_errno(r) : vb_error_from_errno(r),
                                     "backup failed, nothing was committed: %s", strerror(-r));
                 goto out;
         }
@@ -832,7 +816,7 @@ static int cmd_restore(int argc, char **argv)
                 if (r < 0) {
                         code = fail(vcode         ? vcode
                                     : r == -EROFS ? VB_E_TARGET
-                                                  : net_error(r),
+                                                  : vb_error_from_net_errno(r),
                                     "%s", msg ? msg : strerror(-r));
                         goto out;
                 }
@@ -873,7 +857,7 @@ static int cmd_restore(int argc, char **argv)
                                                    : strerror(-r);
                 vb_error e = r == -EBADMSG || r == -ENODATA ? vb_error_from_errno(r)
                              : r == -ENOSPC                 ? VB_E_NO_SPACE
-                             : network                      ? net_error(r)
+                             : network                      ? vb_error_from_net_errno(r)
                                                             : VB_E_TARGET;
                 code = fail(e, "restore point %s disk %s offset %" PRIu64 ": %s; %s is incomplete", m->id, disk,
                             st.res.failed_offset, what, partial ? partial : target);

@@ -89,3 +89,22 @@ vb_error vb_error_from_errno(int r)
                 return VB_E_FAILED;
         }
 }
+
+vb_error vb_error_from_net_errno(int r)
+{
+        switch (abs(r)) {
+        case ETIMEDOUT:
+        case ECONNREFUSED:
+        case ECONNRESET:
+        case EPIPE:
+        case ENOTCONN:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case ESTALE:
+                return VB_E_NETWORK;
+        case ESHUTDOWN:
+                return VB_E_INTERRUPTED;
+        default:
+                return vb_error_from_errno(r);
+        }
+}

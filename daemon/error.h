@@ -37,5 +37,9 @@ const char *vb_error_name(vb_error e);
 
 /* The default code for a -errno from a module. */
 vb_error vb_error_from_errno(int r);
+/* The same for the errors of a transfer over the network: a connection that
+ * failed, timed out or went away is VB_E_NETWORK, a shutdown on our side
+ * VB_E_INTERRUPTED. */
+vb_error vb_error_from_net_errno(int r);
 
 #endif

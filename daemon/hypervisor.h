@@ -158,6 +158,9 @@ typedef struct vb_hv_driver {
         /* Whether an incremental may trust the VM's changed-block tracking. */
         int (*cbt_check)(vb_hv *hv, const vb_hv_vm *vm, vb_hv_cbt_fn done, void *userdata);
 
+        /* On failure s is NULL, or names a snapshot that may still appear
+         * (its task outlived the timeout): the caller deletes it, and
+         * snapshot_delete waits for that task first. */
         int (*snapshot_create)(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type type, bool quiesce,
                                vb_hv_snapshot_fn done, void *userdata);
         int (*snapshot_delete)(vb_hv *hv, const vb_hv_vm *vm, const char *name, vb_hv_done_fn done, void *userdata);

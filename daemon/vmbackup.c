@@ -103,28 +103,10 @@ static void fail(vmb *b, vb_error r, const char *fmt, ...)
         cleanup_start(b);
 }
 
-static vb_error errno_code(int r)
-{
-        switch (-r) {
-        case ETIMEDOUT:
-        case ECONNREFUSED:
-        case ECONNRESET:
-        case EPIPE:
-        case ENOTCONN:
-        case EHOSTUNREACH:
-        case ENETUNREACH:
-                return VB_E_NETWORK;
-        case ESHUTDOWN:
-                return VB_E_INTERRUPTED;
-        default:
-                return vb_error_from_errno(r);
-        }
-}
-
 static void fail_start(vmb *b, int k, const char *what)
 {
-        fail(b, k == -EINVAL ? VB_E_USAGE : errno_code(k), "vm %s: %s: %s", b->res.vm.name ?: b->o.vm, what,
-             strerror(-k));
+        fail(b, k == -EINVAL ? VB_E_USAGE : vb_error_from_net_errno(k), "vm %s: %s: %s", b->res.vm.name ?: b->o.vm,
+             what, strerror(-k));
 }
 
 /* ---- the end ---- */
@@ -367,7 +349,7 @@ static void disk_transferred(void *userdata, int r, const sp_transfer_result *re
                 if (r == -ENOSPC || r == -EDQUOT)
                         return fail(b, VB_E_NO_SPACE, "vm %s: disk %s: the pool's file system is full", b->res.vm.name,
                                     vd->hv->device);
-                return fail(b, errno_code(r), "vm %s: disk %s: %s", b->res.vm.name, vd->hv->device,
+                return fail(b, vb_error_from_net_errno(r), "vm %s: disk %s: %s", b->res.vm.name, vd->hv->device,
                             why ?: strerror(-r));
         }
         out->transport = *tp_disk_stats(vd->d);
@@ -501,8 +483,8 @@ static void replanned(void *userdata, int r, const char *msg)
         vmb_disk *vd = &b->disks[b->cur];
 
         if (r < 0)
-                return fail(b, errno_code(r), "vm %s: disk %s: mapping its data: %s", b->res.vm.name, vd->hv->device,
-                            msg ?: strerror(-r));
+                return fail(b, vb_error_from_net_errno(r), "vm %s: disk %s: mapping its data: %s", b->res.vm.name,
+                            vd->hv->device, msg ?: strerror(-r));
         vd->incremental = false;
         b->cur++;
         replan_next(b);
@@ -534,8 +516,8 @@ static void planned(void *userdata, int r, const char *msg)
         vmb_disk *vd = &b->disks[b->cur];
 
         if (r < 0)
-                return fail(b, errno_code(r), "vm %s: disk %s: mapping its data: %s", b->res.vm.name, vd->hv->device,
-                            msg ?: strerror(-r));
+                return fail(b, vb_error_from_net_errno(r), "vm %s: disk %s: mapping its data: %s", b->res.vm.name,
+                            vd->hv->device, msg ?: strerror(-r));
         r = dd_extents_normalize(&vd->plan, tp_disk_size(vd->d));
         if (r < 0)
                 return fail(b, VB_E_SOURCE, "vm %s: disk %s: the disk service's extent map is out of range",
@@ -564,8 +546,8 @@ static void disk_opened(void *userdata, int r, vb_error code, tp_disk *d, const 
                 return open_disk(b);
         }
         if (r < 0)
-                return fail(b, code != VB_OK ? code : errno_code(r), "vm %s: disk %s: opening %s: %s", b->res.vm.name,
-                            vd->hv->device, vd->src.url, message ?: strerror(-r));
+                return fail(b, code != VB_OK ? code : vb_error_from_net_errno(r), "vm %s: disk %s: opening %s: %s",
+                            b->res.vm.name, vd->hv->device, vd->src.url, message ?: strerror(-r));
         vd->d = d;
         if (vd->src.note)
                 note(b, "disk %s: %s", vd->hv->device, vd->src.note);
@@ -604,8 +586,8 @@ static void open_disk(vmb *b)
         o.checkpoint = vd->src.checkpoint;
         k = tp_disk_open(b->loop, &o, disk_opened, b, &err);
         if (k < 0)
-                fail(b, k == -EINVAL ? VB_E_USAGE : errno_code(k), "vm %s: disk %s: %s: %s", b->res.vm.name,
-                     vd->hv->device, vd->src.url, err ?: strerror(-k));
+                fail(b, k == -EINVAL ? VB_E_USAGE : vb_error_from_net_errno(k), "vm %s: disk %s: %s: %s",
+                     b->res.vm.name, vd->hv->device, vd->src.url, err ?: strerror(-k));
 }
 
 static void sourced(void *userdata, vb_error r, const char *msg, const vb_hv_disk_source *src)
@@ -652,8 +634,13 @@ static void snapshot_taken(void *userdata, vb_error r, const char *msg, const vb
         vmb *b = userdata;
         int k;
 
-        if (r != VB_OK)
+        if (r != VB_OK) {
+                /* A create that timed out may still make its snapshot: the
+                 * cleanup deletes it (the driver waits for the task). */
+                if (s && s->name && vb_hv_snapshot_copy(s, &b->snap) >= 0)
+                        b->have_snap = true;
                 return fail(b, r, "%s", msg);
+        }
         k = vb_hv_snapshot_copy(s, &b->snap);
         if (k < 0)
                 return fail_start(b, k, "snapshot");

@@ -244,16 +244,37 @@ assert_eq "$points" "$(count_points)" "no restore point from the failures"
 assert_eq 0 "$(snapshots 11)" "no snapshot left by the failures"
 assert_eq 0 "$(snapshots 21)" "app01: no snapshot"
 
+info "the preferred network: the management address, where no disk service listens"
+expect_exit 17 backup --vm web01 --network management
+assert_contains "$LAST_ERR" "cvd://127.0.71.1:$CVD_PORT/web01/"
+assert_eq 0 "$(snapshots 11)" "snapshot deleted after a failed disk open"
+assert_eq "$points" "$(count_points)" "no restore point"
+
 info "fault: session-expiry is ridden out"
 ctl fault session-expiry on >/dev/null
 expect_exit 0 backup --vm web01
 restore_check "$(py 'j["id"]')"
 
-info "fault: task-slow (a backup waits it out; a short task timeout fails clearly)"
+info "fault: task-slow with a short task timeout"
 ctl fault task-slow raw01 on >/dev/null
 expect_exit 17 "$VBAK" cas power --cvm "$CVM" --user admin --password-file password --vm raw01 start --timeout 2
 assert_contains "$LAST_ERR" "did not complete in 2 s"
 ctl fault task-slow raw01 off >/dev/null
+# A snapshot whose task outlives the timeout is still made (10 s later):
+# the cleanup waits for that task and deletes it.
+points=$(count_points)
+ctl fault task-slow web01 on >/dev/null
+expect_exit 17 backup --vm web01 --timeout 3
+assert_contains "$LAST_ERR" "external snapshot"
+assert_contains "$LAST_ERR" "did not complete in 3 s"
+ctl fault task-slow web01 off >/dev/null
+# Its delete task was slow too: wait until it has run.
+for _ in $(seq 30); do
+        [[ $(snapshots 11) == 0 ]] && break
+        sleep 1
+done
+assert_eq 0 "$(snapshots 11)" "the late snapshot was deleted"
+assert_eq "$points" "$(count_points)" "no restore point from the timeout"
 
 info "typed JSON over HTTPS"
 start_sim --json-quirks typed --error-charset gbk
