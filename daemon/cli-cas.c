@@ -75,7 +75,7 @@ typedef struct cli {
         const char *pool, *network;
         /* restore */
         const char *name, *host, *storage_pool;
-        bool power_on;
+        bool power_on, with_disks;
         bool incremental, quiesce, shutdown;
         vb_snapshot_type snapshot;
         unsigned cvd_port, min_free_percent;
@@ -118,6 +118,7 @@ enum {
         OPT_HOST,
         OPT_STORAGE_POOL,
         OPT_POWER_ON,
+        OPT_WITH_DISKS,
 };
 
 static const struct option own_options[] = {
@@ -145,6 +146,7 @@ static const struct option own_options[] = {
         { "host", required_argument, NULL, OPT_HOST },
         { "storage-pool", required_argument, NULL, OPT_STORAGE_POOL },
         { "power-on", no_argument, NULL, OPT_POWER_ON },
+        { "with-disks", no_argument, NULL, OPT_WITH_DISKS },
 };
 
 /* Ours, then the transport's (cli-net.h) whose names are not taken: the
@@ -188,6 +190,8 @@ void vb_cli_cas_help(FILE *f)
               "  vm --vm NAME|ID|UUID       one VM: disks, NICs, captured configuration, free space\n"
               "  power --vm NAME|ID|UUID start|shutdown|off\n"
               "                             a power operation, waiting for its task\n"
+              "  delete --vm NAME|ID|UUID [--with-disks]\n"
+              "                             delete a shut-off VM (and its disk files), waiting for its task\n"
               "  backup --vm NAME|ID|UUID --pool PATH\n"
               "                             back one VM up end to end: snapshot, every disk through\n"
               "                             its host's disk service, restore point, snapshot deleted\n"
@@ -519,21 +523,29 @@ static int vm_from_out(json_t *j, vb_hv_vm *vm, vb_hv_disk *disks, size_t max)
         return 0;
 }
 
-static int verb_vm(cli *x)
+/* --vm looked up on the connected CVM, into vm (pointing into x->out). */
+static int find_vm(cli *x, const char *verb, vb_hv_vm *vm, vb_hv_disk *disks, size_t max)
 {
-        vb_hv_disk disks[64];
-        vb_hv_vm vm;
         int r;
 
         if (!x->vm)
-                return fail(VB_E_USAGE, "cas vm needs --vm NAME|ID|UUID (see --help)");
+                return fail(VB_E_USAGE, "cas %s needs --vm NAME|ID|UUID (see --help)", verb);
         r = cli_connect(x);
         if (r)
                 return r;
         r = wait_done(x, cas_driver.vm_get(x->hv, x->vm, on_vm, x), x->vm);
         if (r)
                 return r;
-        r = vm_from_out(x->out, &vm, disks, ELEMENTSOF(disks));
+        return vm_from_out(x->out, vm, disks, max);
+}
+
+static int verb_vm(cli *x)
+{
+        vb_hv_disk disks[64];
+        vb_hv_vm vm;
+        int r;
+
+        r = find_vm(x, "vm", &vm, disks, ELEMENTSOF(disks));
         if (r)
                 return r;
         if (vm.n_disks > 0) {
@@ -571,15 +583,7 @@ static int verb_power(cli *x, const char *what)
                 op = VB_POWER_OFF;
         else
                 return fail(VB_E_USAGE, "cas power needs start, shutdown or off, not '%s'", what);
-        if (!x->vm)
-                return fail(VB_E_USAGE, "cas power needs --vm NAME|ID|UUID (see --help)");
-        r = cli_connect(x);
-        if (r)
-                return r;
-        r = wait_done(x, cas_driver.vm_get(x->hv, x->vm, on_vm, x), x->vm);
-        if (r)
-                return r;
-        r = vm_from_out(x->out, &vm, disks, ELEMENTSOF(disks));
+        r = find_vm(x, "power", &vm, disks, ELEMENTSOF(disks));
         if (r)
                 return r;
         r = wait_done(x, cas_driver.power(x->hv, &vm, op, on_done, x), what);
@@ -588,6 +592,25 @@ static int verb_power(cli *x, const char *what)
         if (arg_json)
                 return print_json(json_pack("{s:s, s:s, s:s}", "vm", vm.name, "id", vm.id, "power", what));
         printf("vm %s (id %s): %s done\n", vm.name, vm.id, what);
+        return 0;
+}
+
+static int verb_delete(cli *x)
+{
+        vb_hv_disk disks[64];
+        vb_hv_vm vm;
+        int r;
+
+        r = find_vm(x, "delete", &vm, disks, ELEMENTSOF(disks));
+        if (r)
+                return r;
+        r = wait_done(x, cas_driver.vm_delete(x->hv, &vm, x->with_disks, on_done, x), "delete");
+        if (r)
+                return r;
+        if (arg_json)
+                return print_json(
+                        json_pack("{s:s, s:s, s:b}", "vm", vm.name, "id", vm.id, "with_disks", x->with_disks));
+        printf("vm %s (id %s) deleted%s\n", vm.name, vm.id, x->with_disks ? " with its disks" : "");
         return 0;
 }
 
@@ -949,6 +972,9 @@ int vb_cli_cas(int argc, char **argv)
                 case OPT_POWER_ON:
                         x.power_on = true;
                         break;
+                case OPT_WITH_DISKS:
+                        x.with_disks = true;
+                        break;
                 case OPT_NET_TIMEOUT:
                         c = net_code("timeout");
                         /* fall through */
@@ -973,10 +999,12 @@ int vb_cli_cas(int argc, char **argv)
                 r = verb_backup(&x);
         else if (streq(verb, "restore") && optind == argc - 2)
                 r = verb_restore(&x, argv[1 + optind]);
+        else if (streq(verb, "delete") && optind == argc - 1)
+                r = verb_delete(&x);
         else {
                 vb_net_opts_clear(&x.net);
                 if (!streq(verb, "inventory") && !streq(verb, "vm") && !streq(verb, "power") &&
-                    !streq(verb, "backup") && !streq(verb, "restore"))
+                    !streq(verb, "backup") && !streq(verb, "restore") && !streq(verb, "delete"))
                         return fail(VB_E_USAGE, "unknown verb 'cas %s' (see vbak cas --help)", verb);
                 return fail(VB_E_USAGE, "wrong arguments for 'cas %s' (see vbak cas --help)", verb);
         }

@@ -168,6 +168,13 @@ assert_contains <(py 'j["config"]') "'cpuSockets'"
 expect_exit 19 "$VBAK" cas restore "$incr" --cvm "$CVM" --user admin --password-file password --pool pool \
         --cvd-port "$CVD_PORT" --cvd-token-file "$STATE/cvd.token" --name web01-copy
 assert_contains "$LAST_ERR" "web01-copy-vda.qcow2"
+# And deleted again, with its disks (a running VM is refused first).
+expect_exit 19 "$VBAK" cas delete --cvm "$CVM" --user admin --password-file password --vm web01-copy --with-disks
+assert_contains "$LAST_ERR" "vm web01-copy (id "
+expect_exit 0 "$VBAK" cas power --cvm "$CVM" --user admin --password-file password --vm web01-copy off
+expect_exit 0 "$VBAK" cas delete --cvm "$CVM" --user admin --password-file password --vm web01-copy --with-disks
+expect_exit 3 "$VBAK" cas vm --cvm "$CVM" --user admin --password-file password --vm web01-copy
+[[ ! -e $POOLDIR/web01-copy-vda.qcow2 && ! -e $POOLDIR/web01-copy-vdb.qcow2 ]] || die "the new VM's disks are still there"
 
 info "quiesced through the guest agent when it answers"
 ctl fault guest-agent web01 on >/dev/null

@@ -3,7 +3,8 @@
 #
 # test-cas-inventory.sh -- `vbak cas inventory` (the CAS driver's connect and
 # inventory: host pools, clusters, hosts, VMs merged from vm/{id} and
-# vm/detail/{id}) against vbak-cvm-sim in both JSON quirk modes; `vbak cas
+# vm/detail/{id}) against vbak-cvm-sim in both JSON quirk modes and in XML
+# (the same document as JSON); `vbak cas
 # vm` and `vbak cas power` (vm_get, storage_free, power tasks); a wrong
 # password and a closed port give their exit codes.
 set -euo pipefail
@@ -89,6 +90,13 @@ expect_exit 2 "$VBAK" cas inventory --cvm http://127.0.0.1:1
 
 start_sim --json-quirks legacy
 check_inventory legacy
+
+info "the same inventory in XML"
+expect_exit 0 "$VBAK" cas inventory --cvm "$CVM" --user admin --password-file password --json
+cp "$LAST_OUT" inventory-json.json
+expect_exit 0 "$VBAK" cas inventory --cvm "$CVM" --user admin --password-file password --json --xml
+python3 -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); sys.exit(a != b)' \
+        inventory-json.json "$LAST_OUT" || die "the XML inventory differs from the JSON one"
 
 info "vm_get, storage_free, power"
 expect_exit 0 "$VBAK" cas vm --cvm "$CVM" --user admin --password-file password --vm 数据库服务器 --json

@@ -27,6 +27,11 @@
 
 #define MAX_BODY (1024 * 1024)
 #define NONCE_TIMEOUT_S 300
+/* libmicrohttpd keeps each nonce's count in a slot picked by a hash, with no
+ * chaining: two live nonces in one slot make the older one "stale" and its
+ * next request a 401. Clients make a nonce per path and second; 64 Ki slots
+ * (about 10 MB) keep such collisions rare for the tests' request rates. */
+#define NONCE_NC_SIZE 65536
 #define OPAQUE "5ccc069c403ebaf9f0171e9517f40e41"
 
 pthread_mutex_t sim_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -276,12 +281,13 @@ int sim_http_start(const char *addr_port, const char *cert_pem, const char *key_
                 flags |= MHD_USE_TLS;
                 l->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR, &sa,
                                         MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_DIGEST_AUTH_RANDOM,
-                                        sizeof(rnd), rnd, MHD_OPTION_NONCE_NC_SIZE, 4096, MHD_OPTION_HTTPS_MEM_KEY,
-                                        key_pem, MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_END);
+                                        sizeof(rnd), rnd, MHD_OPTION_NONCE_NC_SIZE, NONCE_NC_SIZE,
+                                        MHD_OPTION_HTTPS_MEM_KEY, key_pem, MHD_OPTION_HTTPS_MEM_CERT, cert_pem,
+                                        MHD_OPTION_END);
         } else {
                 l->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR, &sa,
                                         MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_DIGEST_AUTH_RANDOM,
-                                        sizeof(rnd), rnd, MHD_OPTION_NONCE_NC_SIZE, 4096, MHD_OPTION_END);
+                                        sizeof(rnd), rnd, MHD_OPTION_NONCE_NC_SIZE, NONCE_NC_SIZE, MHD_OPTION_END);
         }
         if (!l->d) {
                 free(l);
