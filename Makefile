@@ -16,9 +16,9 @@ SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
 MANDIR ?= $(PREFIX)/share/man
 
-DEPS = libuv jansson libzstd libcrypto libssl libnbd libxml-2.0 libcurl
+DEPS = libuv jansson libzstd libcrypto libssl libnbd libxml-2.0 libcurl sqlite3 icu-i18n libh2o
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
-DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null || echo -luv -ljansson -lzstd -lssl -lcrypto -lnbd -lxml2 -lcurl)
+DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null || echo -luv -ljansson -lzstd -lssl -lcrypto -lnbd -lxml2 -lcurl -lsqlite3 -licui18n -licuuc -lh2o)
 
 OPT ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
@@ -29,7 +29,7 @@ FINAL_LIBS = $(DEP_LIBS) -lpthread $(LIBS)
 
 # Every .c under the module folders is a library module, except the mains.
 MODULE_DIRS = daemon dedup storagepool transport cas libvirt
-MAIN_SRCS = daemon/vbak.c transport/vbak-cvd.c
+MAIN_SRCS = daemon/vbak.c daemon/vbakd.c transport/vbak-cvd.c
 LIB_SRCS = $(filter-out $(MAIN_SRCS),$(foreach d,$(MODULE_DIRS),$(wildcard $(d)/*.c)))
 UNIT_SRCS = tests/unit/runner.c $(wildcard tests/unit/test-*.c)
 FUZZ_SRCS = $(wildcard tests/fuzz/fuzz-*.c)
@@ -45,7 +45,7 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 LIB_OBJS = $(patsubst %.c,$(B)/%.o,$(LIB_SRCS))
 UNIT_OBJS = $(patsubst %.c,$(B)/%.o,$(UNIT_SRCS))
-BINS = $(B)/vbak $(B)/vbak-cvd
+BINS = $(B)/vbak $(B)/vbakd $(B)/vbak-cvd
 SIM_BIN = $(if $(SIM_SRCS),$(B)/vbak-cvm-sim)
 
 .PHONY: all check test unit asan asan-unit fuzz-replay integration bench demo install uninstall clean format \
@@ -66,6 +66,9 @@ $(B)/vbak: $(B)/daemon/vbak.o $(B)/libvbak.a
 	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 $(B)/vbak-cvd: $(B)/transport/vbak-cvd.o $(B)/libvbak.a
+	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+$(B)/vbakd: $(B)/daemon/vbakd.o $(B)/libvbak.a
 	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 $(B)/tests/sim/%.o: tests/sim/%.c

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * vbak.c -- the vbak command line. `vbak pool ...` works on a storage pool
- * directly; the daemon's commands join here as the daemon grows.
+ * directly, `vbak cas ...` on a CAS manager; the commands that go through
+ * vbakd (cli-daemon.c) join here as the daemon grows.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,12 +10,13 @@
 
 #include "daemon/cli-cas.h"
 #include "daemon/cli-cvd.h"
+#include "daemon/cli-daemon.h"
 #include "daemon/cli-pool.h"
 #include "daemon/error.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 
-#define VBAK_VERSION "0.1.0"
+#include "daemon/version.h"
 
 static void help(FILE *f)
 {
@@ -24,7 +26,9 @@ static void help(FILE *f)
               "  pool       work on a storage pool directly (init, backup, restore, list,\n"
               "             verify, gc, prune, stats); see vbak pool --help\n"
               "  cvd        talk to a disk service (ping, open, bitmap); see vbak cvd --help\n"
-              "  cas        talk to an H3C CAS manager (inventory, vm, power); see vbak cas --help\n"
+              "  cas        talk to an H3C CAS manager without the daemon (inventory, vm, power,\n"
+              "             backup, restore, delete); see vbak cas --help\n"
+              "  status     ask vbakd whether it runs; see vbak status --help\n"
               "  help       show this text\n"
               "  version    show the version\n\n"
               "Exit codes are listed in docs/error-codes.md. VBAK_LOG_LEVEL sets the log level.\n",
@@ -43,7 +47,7 @@ int main(int argc, char **argv)
                 return 0;
         }
         if (streq(argv[1], "--version") || streq(argv[1], "version")) {
-                printf("vbak %s\n", VBAK_VERSION);
+                printf("vbak %s\n", VB_VERSION);
                 return 0;
         }
         if (streq(argv[1], "pool"))
@@ -52,6 +56,8 @@ int main(int argc, char **argv)
                 return vb_cli_cvd(argc - 1, argv + 1);
         if (streq(argv[1], "cas"))
                 return vb_cli_cas(argc - 1, argv + 1);
+        if (streq(argv[1], "status"))
+                return vb_cli_status(argc - 1, argv + 1);
         fprintf(stderr, "vbak: unknown command '%s' (see vbak --help) [E%d %s]\n", argv[1], VB_E_USAGE,
                 vb_error_name(VB_E_USAGE));
         return VB_E_USAGE;

@@ -23,10 +23,12 @@ PACKAGES=(
         libzstd-dev
         libssl-dev
         libsqlite3-dev
+        libh2o-dev         # vbakd's control API (HTTP/1.1 on libuv, TLS with OpenSSL)
         libcurl4-openssl-dev
         libnbd-dev
         libxml2-dev        # CAS REST responses in XML
         libmicrohttpd-dev  # the CAS simulator's HTTP(S) server with Digest auth
+        libicu-dev         # job schedules: per-schedule time zones (ICU calendar)
         clang-format
         # tests and benchmarks
         strace
