@@ -419,7 +419,7 @@ static int manifest_begin(vmb *b)
                         oom = true;                                                                                    \
         } while (0)
         if (t) {
-                DUP(t->vm.platform, b->o.drv->name);
+                DUP(t->vm.platform, b->o.platform ?: b->o.drv->name);
                 DUP(t->vm.id, vm->id);
                 DUP(t->vm.uuid, vm->uuid);
                 DUP(t->vm.name, vm->name);

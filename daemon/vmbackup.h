@@ -54,6 +54,7 @@ typedef struct vb_vmbackup_opts {
         unsigned min_free_percent;    /* of the VM's storage; 0: not checked */
         uint64_t min_free_bytes;      /* 0: not checked */
         const tp_disk_opts *transfer; /* template: transport options and disk service credentials */
+        const char *platform;         /* the platform's name in vbak, for the manifest; NULL: the driver's */
         const char *job, *run;        /* recorded in the manifest; may be NULL */
         /* Progress of the data phase: bytes read of the bytes to read, all disks. */
         sp_progress_fn progress;

@@ -593,16 +593,38 @@ int tp_disk_release(tp_disk *d, tp_disk_done_fn done, void *userdata)
         return 0;
 }
 
-static void nbd_closed(void *userdata)
+static void close_finish(tp_disk *d)
 {
-        tp_disk *d = userdata;
-        /* Ending the session closes its exports on the server (disk_free). */
         void (*done)(void *) = d->close_done;
         void *ud = d->close_userdata;
 
         disk_free(d);
         if (done)
                 done(ud);
+}
+
+static void close_disk_closed(tp_cvd_client *c, int r, const char *msg, void *userdata)
+{
+        (void)c;
+        (void)r;
+        (void)msg;
+        close_finish(userdata);
+}
+
+static void nbd_closed(void *userdata)
+{
+        tp_disk *d = userdata;
+
+        d->nbd = NULL;
+        /* A disk service's export is closed in so many words, and its answer
+         * waited for: the server lets go of the image (a qemu-nbd that held
+         * its lock has exited) before the caller goes on, to start a VM on
+         * a restored disk, say. Ending the session would close it too, but
+         * without telling when. */
+        if (d->client && !d->client_lost && d->handle && !d->released &&
+            tp_cvd_disk_close(d->client, d->handle, close_disk_closed, d) >= 0)
+                return;
+        close_finish(d);
 }
 
 void tp_disk_close(tp_disk *d, void (*done)(void *userdata), void *userdata)
