@@ -317,65 +317,15 @@ static int cli_connect(cli *x)
         return 0;
 }
 
-static json_t *vm_json(const vb_hv_vm *vm, bool with_config)
-{
-        json_t *disks = json_array(), *nics = json_array(), *j;
-
-        for (size_t i = 0; i < vm->n_disks; i++) {
-                const vb_hv_disk *d = &vm->disks[i];
-                json_array_append_new(disks, json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:I}", "device", d->device,
-                                                       "path", d->path, "format", d->format, "bus", d->bus, "pool",
-                                                       d->pool, "size", (json_int_t)d->size));
-        }
-        for (size_t i = 0; i < vm->n_nics; i++) {
-                const vb_hv_nic *n = &vm->nics[i];
-                json_array_append_new(nics, json_pack("{s:s?, s:s?, s:s?, s:s?}", "mac", n->mac, "vswitch", n->vswitch,
-                                                      "profile", n->profile, "model", n->model));
-        }
-        j = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s, s:i, s:i, s:I, s:o, s:o}", "id", vm->id, "uuid",
-                      vm->uuid, "name", vm->name, "title", vm->title, "hostId", vm->host_id, "clusterId",
-                      vm->cluster_id, "hostPoolId", vm->pool_id, "state", vb_vm_state_to_string(vm->state),
-                      "cpuSockets", (int)vm->cpu_sockets, "cpuCores", (int)vm->cpu_cores, "memoryMB",
-                      (json_int_t)vm->memory_mb, "disks", disks, "nics", nics);
-        if (j && with_config && vm->config)
-                json_object_set(j, "config", vm->config);
-        return j;
-}
-
-static json_t *group_json(const vb_hv_group *g, const char *parent_key)
-{
-        return json_pack("{s:s?, s:s?, s:s?}", "id", g->id, "name", g->name, parent_key ?: "parentId", g->parent_id);
-}
-
 static void on_inventory(void *userdata, vb_error r, const char *message, const vb_hv_inventory *inv)
 {
         cli *x = userdata;
-        json_t *pools, *clusters, *hosts, *vms;
-
         x->done = true;
         x->r = r;
         snprintf(x->msg, sizeof(x->msg), "%s", message);
         if (r != VB_OK)
                 return;
-        pools = json_array();
-        clusters = json_array();
-        hosts = json_array();
-        vms = json_array();
-        for (size_t i = 0; i < inv->n_pools; i++)
-                json_array_append_new(pools, group_json(&inv->pools[i], NULL));
-        for (size_t i = 0; i < inv->n_clusters; i++)
-                json_array_append_new(clusters, group_json(&inv->clusters[i], "hostPoolId"));
-        for (size_t i = 0; i < inv->n_hosts; i++) {
-                const vb_hv_host *h = &inv->hosts[i];
-                json_array_append_new(hosts, json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:b}", "id", h->id,
-                                                       "name", h->name, "clusterId", h->cluster_id, "hostPoolId",
-                                                       h->pool_id, "management", h->addr_management, "storage",
-                                                       h->addr_storage, "backup", h->addr_backup, "up", h->up));
-        }
-        for (size_t i = 0; i < inv->n_vms; i++)
-                json_array_append_new(vms, vm_json(&inv->vms[i], true));
-        x->out =
-                json_pack("{s:o, s:o, s:o, s:o}", "hostPools", pools, "clusters", clusters, "hosts", hosts, "vms", vms);
+        x->out = vb_hv_inventory_to_json(inv);
         if (!x->out)
                 x->r = VB_E_FAILED, snprintf(x->msg, sizeof(x->msg), "out of memory");
 }
@@ -427,7 +377,7 @@ static void print_host(json_t *h, json_t *vms, const char *indent)
 }
 
 /* host pool / cluster / host / VM; hosts directly in a pool under it. */
-static void print_tree(json_t *inv)
+void vb_cli_print_inventory(json_t *inv)
 {
         json_t *pools = json_object_get(inv, "hostPools"), *clusters = json_object_get(inv, "clusters"),
                *hosts = json_object_get(inv, "hosts"), *vms = json_object_get(inv, "vms"), *p, *c, *h;
@@ -463,7 +413,7 @@ static int verb_inventory(cli *x)
                 return r;
         if (arg_json)
                 return print_json(TAKE_PTR(x->out));
-        print_tree(x->out);
+        vb_cli_print_inventory(x->out);
         return 0;
 }
 
@@ -475,7 +425,7 @@ static void on_vm(void *userdata, vb_error r, const char *message, const vb_hv_v
         x->r = r;
         snprintf(x->msg, sizeof(x->msg), "%s", message);
         if (r == VB_OK) {
-                x->out = vm_json(vm, true);
+                x->out = vb_hv_vm_to_json(vm, true);
                 if (!x->out)
                         x->r = VB_E_FAILED, snprintf(x->msg, sizeof(x->msg), "out of memory");
         }

@@ -12,4 +12,9 @@
 int vb_cli_cas(int argc, char **argv);
 void vb_cli_cas_help(FILE *f);
 
+/* Prints an inventory (vb_hv_inventory_to_json) as a tree: host pools,
+ * clusters, hosts, VMs by title with their names. */
+#include <jansson.h>
+void vb_cli_print_inventory(json_t *inv);
+
 #endif

@@ -184,3 +184,53 @@ const char *vb_vm_state_to_string(vb_vm_state s)
                 return "unknown";
         }
 }
+
+json_t *vb_hv_vm_to_json(const vb_hv_vm *vm, bool with_config)
+{
+        json_t *disks = json_array(), *nics = json_array(), *j;
+
+        for (size_t i = 0; i < vm->n_disks; i++) {
+                const vb_hv_disk *d = &vm->disks[i];
+                json_array_append_new(disks, json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:I}", "device", d->device,
+                                                       "path", d->path, "format", d->format, "bus", d->bus, "pool",
+                                                       d->pool, "size", (json_int_t)d->size));
+        }
+        for (size_t i = 0; i < vm->n_nics; i++) {
+                const vb_hv_nic *n = &vm->nics[i];
+                json_array_append_new(nics, json_pack("{s:s?, s:s?, s:s?, s:s?}", "mac", n->mac, "vswitch", n->vswitch,
+                                                      "profile", n->profile, "model", n->model));
+        }
+        j = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s, s:i, s:i, s:I, s:o, s:o}", "id", vm->id, "uuid",
+                      vm->uuid, "name", vm->name, "title", vm->title, "hostId", vm->host_id, "clusterId",
+                      vm->cluster_id, "hostPoolId", vm->pool_id, "state", vb_vm_state_to_string(vm->state),
+                      "cpuSockets", (int)vm->cpu_sockets, "cpuCores", (int)vm->cpu_cores, "memoryMB",
+                      (json_int_t)vm->memory_mb, "disks", disks, "nics", nics);
+        if (j && with_config && vm->config)
+                json_object_set(j, "config", vm->config);
+        return j;
+}
+
+static json_t *group_json(const vb_hv_group *g, const char *parent_key)
+{
+        return json_pack("{s:s?, s:s?, s:s?}", "id", g->id, "name", g->name, parent_key ?: "parentId", g->parent_id);
+}
+
+json_t *vb_hv_inventory_to_json(const vb_hv_inventory *inv)
+{
+        json_t *pools = json_array(), *clusters = json_array(), *hosts = json_array(), *vms = json_array();
+
+        for (size_t i = 0; i < inv->n_pools; i++)
+                json_array_append_new(pools, group_json(&inv->pools[i], NULL));
+        for (size_t i = 0; i < inv->n_clusters; i++)
+                json_array_append_new(clusters, group_json(&inv->clusters[i], "hostPoolId"));
+        for (size_t i = 0; i < inv->n_hosts; i++) {
+                const vb_hv_host *h = &inv->hosts[i];
+                json_array_append_new(hosts, json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:b}", "id", h->id,
+                                                       "name", h->name, "clusterId", h->cluster_id, "hostPoolId",
+                                                       h->pool_id, "management", h->addr_management, "storage",
+                                                       h->addr_storage, "backup", h->addr_backup, "up", h->up));
+        }
+        for (size_t i = 0; i < inv->n_vms; i++)
+                json_array_append_new(vms, vb_hv_vm_to_json(&inv->vms[i], true));
+        return json_pack("{s:o, s:o, s:o, s:o}", "hostPools", pools, "clusters", clusters, "hosts", hosts, "vms", vms);
+}

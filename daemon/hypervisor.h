@@ -205,5 +205,8 @@ const char *vb_snapshot_type_to_string(vb_snapshot_type t);
 /* -1 when s names no type. */
 int vb_snapshot_type_from_string(const char *s);
 const char *vb_vm_state_to_string(vb_vm_state s);
+/* The JSON the command line and the API show (camelCase keys, sizes in bytes). */
+json_t *vb_hv_vm_to_json(const vb_hv_vm *vm, bool with_config);
+json_t *vb_hv_inventory_to_json(const vb_hv_inventory *inv);
 
 #endif

@@ -29,6 +29,8 @@ static void help(FILE *f)
               "  cas        talk to an H3C CAS manager without the daemon (inventory, vm, power,\n"
               "             backup, restore, delete); see vbak cas --help\n"
               "  status     ask vbakd whether it runs; see vbak status --help\n"
+              "  platform   the platforms vbakd backs up (add, list, show, update, remove)\n"
+              "  inventory  a platform's VMs, through vbakd\n"
               "  help       show this text\n"
               "  version    show the version\n\n"
               "Exit codes are listed in docs/error-codes.md. VBAK_LOG_LEVEL sets the log level.\n",
@@ -58,6 +60,10 @@ int main(int argc, char **argv)
                 return vb_cli_cas(argc - 1, argv + 1);
         if (streq(argv[1], "status"))
                 return vb_cli_status(argc - 1, argv + 1);
+        if (streq(argv[1], "platform"))
+                return vb_cli_platform(argc - 1, argv + 1);
+        if (streq(argv[1], "inventory"))
+                return vb_cli_inventory(argc - 1, argv + 1);
         fprintf(stderr, "vbak: unknown command '%s' (see vbak --help) [E%d %s]\n", argv[1], VB_E_USAGE,
                 vb_error_name(VB_E_USAGE));
         return VB_E_USAGE;

@@ -24,6 +24,7 @@
 
 #include "daemon/api.h"
 #include "daemon/config.h"
+#include "daemon/daemon.h"
 #include "daemon/error.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
@@ -33,12 +34,8 @@
 #define SOCKET_NAME "vbakd.sock"
 
 typedef struct daemon {
-        uv_loop_t *loop;
-        struct vb_config cfg;
-        char *socket_path;
-        vb_api *api;
+        vb_daemon d;
         uv_signal_t sigterm, sigint;
-        time_t started;
         bool stopping;
 } daemon_t;
 
@@ -61,7 +58,7 @@ static void help(FILE *f)
 
 static void get_version(void *userdata, vb_api_call *call)
 {
-        daemon_t *d = userdata;
+        vb_daemon *d = userdata;
 
         vb_api_reply_json(call, 200,
                           json_pack("{s:s, s:i, s:I, s:s, s:s}", "version", VB_VERSION, "pid", (int)getpid(), "started",
@@ -72,26 +69,27 @@ static void get_version(void *userdata, vb_api_call *call)
 
 static void api_closed(void *userdata)
 {
-        daemon_t *d = userdata;
+        daemon_t *x = userdata;
 
-        uv_stop(d->loop);
+        uv_stop(x->d.loop);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
-        daemon_t *d = s->data;
+        daemon_t *x = s->data;
 
-        if (d->stopping)
+        if (x->stopping)
                 return;
-        d->stopping = true;
+        x->stopping = true;
         log_info("signal %d: stopping", signum);
-        uv_close((uv_handle_t *)&d->sigterm, NULL);
-        uv_close((uv_handle_t *)&d->sigint, NULL);
-        vb_api_close(TAKE_PTR(d->api), api_closed, d);
+        uv_close((uv_handle_t *)&x->sigterm, NULL);
+        uv_close((uv_handle_t *)&x->sigint, NULL);
+        vb_api_close(TAKE_PTR(x->d.api), api_closed, x);
 }
 
-static int setup(daemon_t *d, const vb_api_opts *ao)
+static int setup(daemon_t *x, const vb_api_opts *ao)
 {
+        vb_daemon *d = &x->d;
         _cleanup_free_ char *err = NULL;
         int r;
 
@@ -100,18 +98,28 @@ static int setup(daemon_t *d, const vb_api_opts *ao)
                 log_error("state dir %s: %s", d->cfg.state_dir, strerror(-r));
                 return vb_error_from_errno(r);
         }
+        r = vb_catalog_open(d->cfg.state_dir, &d->catalog);
+        if (r < 0) {
+                log_error("catalog in %s: %s", d->cfg.state_dir, strerror(-r));
+                return vb_error_from_errno(r);
+        }
+        r = vb_credstore_open(d->cfg.state_dir, &d->creds);
+        if (r < 0) {
+                log_error("credentials in %s: %s", d->cfg.state_dir, strerror(-r));
+                return vb_error_from_errno(r);
+        }
         r = vb_api_new(d->loop, ao, &d->api, &err);
         if (r < 0) {
                 log_error("control API: %s", err ?: strerror(-r));
                 return r == -EADDRINUSE ? VB_E_BUSY : r == -EINVAL ? VB_E_USAGE : vb_error_from_errno(r);
         }
-        if (vb_api_route(d->api, "GET", "/v1/version", get_version, d) < 0)
+        if (vb_api_route(d->api, "GET", "/v1/version", get_version, d) < 0 || vb_api_platforms_register(d) < 0)
                 return VB_E_FAILED;
-        uv_signal_init(d->loop, &d->sigterm);
-        uv_signal_init(d->loop, &d->sigint);
-        d->sigterm.data = d->sigint.data = d;
-        uv_signal_start(&d->sigterm, on_signal, SIGTERM);
-        uv_signal_start(&d->sigint, on_signal, SIGINT);
+        uv_signal_init(d->loop, &x->sigterm);
+        uv_signal_init(d->loop, &x->sigint);
+        x->sigterm.data = x->sigint.data = x;
+        uv_signal_start(&x->sigterm, on_signal, SIGTERM);
+        uv_signal_start(&x->sigint, on_signal, SIGINT);
         log_info("vbakd %s: state %s, API on %s%s%s", VB_VERSION, d->cfg.state_dir, d->socket_path,
                  ao->tcp ? " and tcp " : "", ao->tcp ?: "");
         return 0;
@@ -141,7 +149,8 @@ int main(int argc, char **argv)
         };
         const char *config = NULL, *state_dir = NULL;
         vb_api_opts ao = {};
-        daemon_t d = { .loop = uv_default_loop(), .started = time(NULL) };
+        daemon_t x = { .d = { .loop = uv_default_loop(), .started = time(NULL) } };
+        vb_daemon *d = &x.d;
         _cleanup_free_ char *err = NULL;
         int c, r;
 
@@ -179,16 +188,16 @@ int main(int argc, char **argv)
                 help(stderr);
                 return VB_E_USAGE;
         }
-        if (vb_config_init_defaults(&d.cfg) < 0)
+        if (vb_config_init_defaults(&d->cfg) < 0)
                 return VB_E_FAILED;
         if (!config && access(CONFIG_FILE_DEFAULT, F_OK) == 0 && !state_dir)
                 config = CONFIG_FILE_DEFAULT;
-        if (config && vb_config_load(&d.cfg, config, &err) < 0) {
+        if (config && vb_config_load(&d->cfg, config, &err) < 0) {
                 log_error("%s: %s", config, err ?: "cannot load");
-                vb_config_free(&d.cfg);
+                vb_config_free(&d->cfg);
                 return VB_E_USAGE;
         }
-        vb_log_set_max_level(d.cfg.log_level);
+        vb_log_set_max_level(d->cfg.log_level);
         if (state_dir) {
                 char *abs = realpath(state_dir, NULL);
 
@@ -196,29 +205,31 @@ int main(int argc, char **argv)
                         abs = realpath(state_dir, NULL);
                 if (!abs) {
                         log_error("state dir %s: %s", state_dir, strerror(errno));
-                        vb_config_free(&d.cfg);
+                        vb_config_free(&d->cfg);
                         return VB_E_USAGE;
                 }
-                free(d.cfg.state_dir);
-                d.cfg.state_dir = abs;
-                r = asprintf(&d.socket_path, "%s/" SOCKET_NAME, abs);
+                free(d->cfg.state_dir);
+                d->cfg.state_dir = abs;
+                r = asprintf(&d->socket_path, "%s/" SOCKET_NAME, abs);
         } else {
-                r = vb_mkdir_p_at(AT_FDCWD, d.cfg.runtime_dir, 0755);
-                r = r < 0 ? r : asprintf(&d.socket_path, "%s/" SOCKET_NAME, d.cfg.runtime_dir);
+                r = vb_mkdir_p_at(AT_FDCWD, d->cfg.runtime_dir, 0755);
+                r = r < 0 ? r : asprintf(&d->socket_path, "%s/" SOCKET_NAME, d->cfg.runtime_dir);
         }
         if (r < 0) {
-                log_error("runtime dir %s: %s", d.cfg.runtime_dir, strerror(r == -1 ? ENOMEM : -r));
-                vb_config_free(&d.cfg);
+                log_error("runtime dir %s: %s", d->cfg.runtime_dir, strerror(r == -1 ? ENOMEM : -r));
+                vb_config_free(&d->cfg);
                 return VB_E_FAILED;
         }
-        ao.socket_path = d.socket_path;
-        r = setup(&d, &ao);
+        ao.socket_path = d->socket_path;
+        r = setup(&x, &ao);
         if (r == 0)
-                uv_run(d.loop, UV_RUN_DEFAULT);
-        else if (d.api)
-                vb_api_close(TAKE_PTR(d.api), api_closed, &d), uv_run(d.loop, UV_RUN_DEFAULT);
+                uv_run(d->loop, UV_RUN_DEFAULT);
+        else if (d->api)
+                vb_api_close(TAKE_PTR(d->api), api_closed, &x), uv_run(d->loop, UV_RUN_DEFAULT);
         log_info("vbakd stopped");
-        free(d.socket_path);
-        vb_config_free(&d.cfg);
+        vb_credstore_free(d->creds);
+        vb_catalog_close(d->catalog);
+        free(d->socket_path);
+        vb_config_free(&d->cfg);
         return r;
 }

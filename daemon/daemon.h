@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * daemon.h -- what vbakd's parts share: the loop, the settings, the
+ * catalog, the credential store and the API the resources register on.
+ *
+ * DESIGN: the loop thread owns everything here; the catalog and the
+ * credential store are only called from the worker pool (vb_work_queue),
+ * as SQLite and file I/O may block.
+ */
+#ifndef VB_DAEMON_H
+#define VB_DAEMON_H
+
+#include <uv.h>
+
+#include "daemon/api.h"
+#include "daemon/catalog.h"
+#include "daemon/config.h"
+#include "daemon/credstore.h"
+
+typedef struct vb_daemon {
+        uv_loop_t *loop;
+        struct vb_config cfg;
+        char *socket_path;
+        vb_api *api;
+        vb_catalog *catalog;
+        vb_credstore *creds;
+        time_t started;
+} vb_daemon;
+
+/* Runs fn(ctx) on a worker thread, then done(ctx, its result) on the loop. */
+typedef int (*vb_work_fn)(void *ctx);
+typedef void (*vb_work_done_fn)(void *ctx, int r);
+int vb_work_queue(uv_loop_t *loop, vb_work_fn fn, vb_work_done_fn done, void *ctx);
+
+/* The resources, each in its own file. */
+int vb_api_platforms_register(vb_daemon *d);
+
+#endif
