@@ -25,6 +25,7 @@
 
 #include "cas/cas.h"
 #include "daemon/cli-net.h"
+#include "daemon/cli-common.h"
 #include "daemon/error.h"
 #include "daemon/progress.h"
 #include "daemon/util.h"
@@ -33,40 +34,6 @@
 #include "storagepool/sp.h"
 
 #define SECRET_FILE_MAX (64 * 1024)
-
-static bool arg_json;
-
-_printf_(2, 3) static int fail(vb_error code, const char *fmt, ...)
-{
-        char msg[1024];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "vbak: %s [E%d %s]\n", msg, code, vb_error_name(code));
-        if (arg_json) {
-                json_t *j = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", code, "name", vb_error_name(code),
-                                      "message", msg);
-                if (j) {
-                        json_dumpf(j, stdout, JSON_COMPACT);
-                        fputc('\n', stdout);
-                        json_decref(j);
-                }
-        }
-        return code;
-}
-
-static int print_json(json_t *j)
-{
-        if (!j)
-                return fail(VB_E_FAILED, "out of memory");
-        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
-        fflush(stdout);
-        json_decref(j);
-        return 0;
-}
 
 typedef struct cli {
         const char *cvm, *user, *password_file, *vm;
@@ -243,7 +210,8 @@ static int read_first_line(const char *path, char **ret)
         int r = vb_read_file_at(AT_FDCWD, path, SECRET_FILE_MAX, &text, &len);
 
         if (r < 0)
-                return fail(r == -ENOENT ? VB_E_NOT_FOUND : vb_error_from_errno(r), "%s: %s", path, strerror(-r));
+                return vb_cli_fail(r == -ENOENT ? VB_E_NOT_FOUND : vb_error_from_errno(r), "%s: %s", path,
+                                   strerror(-r));
         text[strcspn(text, "\r\n")] = 0;
         *ret = TAKE_PTR(text);
         return 0;
@@ -263,14 +231,14 @@ static void on_connected(void *userdata, vb_error r, const char *message, vb_hv 
 static int wait_done(cli *x, int r, const char *what)
 {
         if (r < 0)
-                return fail(r == -EINVAL ? VB_E_USAGE : VB_E_FAILED, "%s: %s", what, strerror(-r));
+                return vb_cli_fail(r == -EINVAL ? VB_E_USAGE : VB_E_FAILED, "%s: %s", what, strerror(-r));
         while (!x->done && uv_run(&x->loop, UV_RUN_ONCE))
                 ;
         if (!x->done)
-                return fail(VB_E_FAILED, "%s: the operation never completed", what);
+                return vb_cli_fail(VB_E_FAILED, "%s: the operation never completed", what);
         x->done = false;
         if (x->r != VB_OK)
-                return fail(x->r, "%s", x->msg);
+                return vb_cli_fail(x->r, "%s", x->msg);
         return 0;
 }
 
@@ -293,13 +261,13 @@ static int cli_connect(cli *x)
         int r;
 
         if (!x->cvm || !x->user || !x->password_file)
-                return fail(VB_E_USAGE, "give --cvm, --user and --password-file (see vbak cas --help)");
+                return vb_cli_fail(VB_E_USAGE, "give --cvm, --user and --password-file (see vbak cas --help)");
         r = read_first_line(x->password_file, &x->password);
         if (r)
                 return r;
         r = uv_loop_init(&x->loop);
         if (r < 0)
-                return fail(VB_E_FAILED, "uv_loop_init: %s", uv_strerror(r));
+                return vb_cli_fail(VB_E_FAILED, "uv_loop_init: %s", uv_strerror(r));
         x->loop_ready = true;
         o = (vb_hv_opts){ .name = "cas",
                           .address = x->cvm,
@@ -411,8 +379,8 @@ static int verb_inventory(cli *x)
         r = wait_done(x, cas_driver.inventory(x->hv, on_inventory, x), "inventory");
         if (r)
                 return r;
-        if (arg_json)
-                return print_json(TAKE_PTR(x->out));
+        if (vb_cli_json)
+                return vb_cli_print_json(TAKE_PTR(x->out));
         vb_cli_print_inventory(x->out);
         return 0;
 }
@@ -466,7 +434,7 @@ static int vm_from_out(json_t *j, vb_hv_vm *vm, vb_hv_disk *disks, size_t max)
         json_array_foreach(json_object_get(j, "disks"), i, d)
         {
                 if (i >= max)
-                        return fail(VB_E_FAILED, "vm %s: too many disks", vm->name);
+                        return vb_cli_fail(VB_E_FAILED, "vm %s: too many disks", vm->name);
                 disks[i] = (vb_hv_disk){ .path = (char *)json_string_value(json_object_get(d, "path")) };
                 vm->n_disks++;
         }
@@ -479,7 +447,7 @@ static int find_vm(cli *x, const char *verb, vb_hv_vm *vm, vb_hv_disk *disks, si
         int r;
 
         if (!x->vm)
-                return fail(VB_E_USAGE, "cas %s needs --vm NAME|ID|UUID (see --help)", verb);
+                return vb_cli_fail(VB_E_USAGE, "cas %s needs --vm NAME|ID|UUID (see --help)", verb);
         r = cli_connect(x);
         if (r)
                 return r;
@@ -505,8 +473,8 @@ static int verb_vm(cli *x)
                 json_object_set_new(x->out, "storageFree", json_integer((json_int_t)x->space.free));
                 json_object_set_new(x->out, "storageTotal", json_integer((json_int_t)x->space.total));
         }
-        if (arg_json)
-                return print_json(TAKE_PTR(x->out));
+        if (vb_cli_json)
+                return vb_cli_print_json(TAKE_PTR(x->out));
         print_vm_line(x->out, "");
         if (vm.n_disks > 0) {
                 fputs("free space in its storage: ", stdout);
@@ -532,15 +500,15 @@ static int verb_power(cli *x, const char *what)
         else if (streq(what, "off"))
                 op = VB_POWER_OFF;
         else
-                return fail(VB_E_USAGE, "cas power needs start, shutdown or off, not '%s'", what);
+                return vb_cli_fail(VB_E_USAGE, "cas power needs start, shutdown or off, not '%s'", what);
         r = find_vm(x, "power", &vm, disks, ELEMENTSOF(disks));
         if (r)
                 return r;
         r = wait_done(x, cas_driver.power(x->hv, &vm, op, on_done, x), what);
         if (r)
                 return r;
-        if (arg_json)
-                return print_json(json_pack("{s:s, s:s, s:s}", "vm", vm.name, "id", vm.id, "power", what));
+        if (vb_cli_json)
+                return vb_cli_print_json(json_pack("{s:s, s:s, s:s}", "vm", vm.name, "id", vm.id, "power", what));
         printf("vm %s (id %s): %s done\n", vm.name, vm.id, what);
         return 0;
 }
@@ -557,8 +525,8 @@ static int verb_delete(cli *x)
         r = wait_done(x, cas_driver.vm_delete(x->hv, &vm, x->with_disks, on_done, x), "delete");
         if (r)
                 return r;
-        if (arg_json)
-                return print_json(
+        if (vb_cli_json)
+                return vb_cli_print_json(
                         json_pack("{s:s, s:s, s:b}", "vm", vm.name, "id", vm.id, "with_disks", x->with_disks));
         printf("vm %s (id %s) deleted%s\n", vm.name, vm.id, x->with_disks ? " with its disks" : "");
         return 0;
@@ -580,7 +548,7 @@ static void run_step(void *userdata, const char *what)
 {
         run_ctx *rc = userdata;
 
-        if (!arg_json && !rc->progress_on)
+        if (!vb_cli_json && !rc->progress_on)
                 fprintf(stderr, "vbak: %s\n", what);
 }
 
@@ -612,10 +580,10 @@ static int open_pool(cli *x, sp_pool **ret)
         int r = sp_pool_open(x->pool, ret);
 
         if (r == -ENOENT)
-                return fail(VB_E_NOT_FOUND, "%s: no pool here (pool.json not found)", x->pool);
+                return vb_cli_fail(VB_E_NOT_FOUND, "%s: no pool here (pool.json not found)", x->pool);
         if (r < 0)
-                return fail(r == -EBADMSG || r == -EPROTONOSUPPORT ? VB_E_POOL_FORMAT : vb_error_from_errno(r),
-                            "%s: %s", x->pool, strerror(-r));
+                return vb_cli_fail(r == -EBADMSG || r == -EPROTONOSUPPORT ? VB_E_POOL_FORMAT : vb_error_from_errno(r),
+                                   "%s: %s", x->pool, strerror(-r));
         return 0;
 }
 
@@ -623,21 +591,21 @@ static int open_pool(cli *x, sp_pool **ret)
  * --json a failure is one document too: the result with its error. */
 static int run_wait(run_ctx *rc, int started, const char *what)
 {
-        bool json = arg_json;
+        bool json = vb_cli_json;
         int r;
 
-        arg_json = false;
+        vb_cli_json = false;
         r = wait_done(rc->x, started, what);
-        arg_json = json;
+        vb_cli_json = json;
         if (r && json) {
                 if (rc->out) {
                         json_object_set_new(rc->out, "error",
                                             json_pack("{s:i, s:s, s:s}", "code", r, "name", vb_error_name(r), "message",
                                                       rc->x->msg));
-                        print_json(TAKE_PTR(rc->out));
+                        vb_cli_print_json(TAKE_PTR(rc->out));
                 } else {
-                        print_json(json_pack("{s:{s:i, s:s, s:s}}", "error", "code", r, "name", vb_error_name(r),
-                                             "message", rc->x->msg));
+                        vb_cli_print_json(json_pack("{s:{s:i, s:s, s:s}}", "error", "code", r, "name", vb_error_name(r),
+                                                    "message", rc->x->msg));
                 }
         }
         if (r)
@@ -712,7 +680,7 @@ static int verb_backup(cli *x)
         int r;
 
         if (!x->vm || !x->pool)
-                return fail(VB_E_USAGE, "cas backup needs --vm NAME|ID|UUID and --pool PATH (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "cas backup needs --vm NAME|ID|UUID and --pool PATH (see --help)");
         r = open_pool(x, &p);
         if (r)
                 return r;
@@ -736,8 +704,8 @@ static int verb_backup(cli *x)
         r = run_wait(&rc, vb_vmbackup_start(&x->loop, &o, backup_done, &rc), x->vm);
         if (r)
                 return r;
-        if (arg_json)
-                return print_json(TAKE_PTR(rc.out));
+        if (vb_cli_json)
+                return vb_cli_print_json(TAKE_PTR(rc.out));
         print_backup(rc.out);
         json_decref(rc.out);
         return 0;
@@ -766,11 +734,11 @@ static int verb_restore(cli *x, const char *id)
         int r;
 
         if (!x->pool || !x->name)
-                return fail(VB_E_USAGE, "cas restore needs ID|latest, --pool PATH and --name NEW (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "cas restore needs ID|latest, --pool PATH and --name NEW (see --help)");
         if (!dd_name_is_safe(x->name))
-                return fail(VB_E_USAGE, "--name '%s': use 1-64 letters, digits, '.', '_' or '-'", x->name);
+                return vb_cli_fail(VB_E_USAGE, "--name '%s': use 1-64 letters, digits, '.', '_' or '-'", x->name);
         if (streq(id, "latest") && !x->vm)
-                return fail(VB_E_USAGE, "cas restore latest needs --vm NAME");
+                return vb_cli_fail(VB_E_USAGE, "cas restore latest needs --vm NAME");
         r = open_pool(x, &p);
         if (r)
                 return r;
@@ -792,19 +760,21 @@ static int verb_restore(cli *x, const char *id)
                                  .userdata = &rc };
         r = vb_vmrestore_start(&x->loop, &o, restore_done, &rc);
         if (r == -ENOENT)
-                return fail(VB_E_NOT_FOUND, "restore point %s%s%s not found", id, x->vm ? " of vm " : "", x->vm ?: "");
+                return vb_cli_fail(VB_E_NOT_FOUND, "restore point %s%s%s not found", id, x->vm ? " of vm " : "",
+                                   x->vm ?: "");
         if (r == -EBADMSG)
-                return fail(VB_E_USAGE, "restore point %s holds no VM configuration (not a platform backup)", id);
+                return vb_cli_fail(VB_E_USAGE, "restore point %s holds no VM configuration (not a platform backup)",
+                                   id);
         if (r == -EDESTADDRREQ)
-                return fail(VB_E_USAGE,
-                            "restore point %s does not say which storage pool a disk was in: give "
-                            "--storage-pool",
-                            id);
+                return vb_cli_fail(VB_E_USAGE,
+                                   "restore point %s does not say which storage pool a disk was in: give "
+                                   "--storage-pool",
+                                   id);
         r = run_wait(&rc, r, "restore");
         if (r)
                 return r;
-        if (arg_json)
-                return print_json(TAKE_PTR(rc.out));
+        if (vb_cli_json)
+                return vb_cli_print_json(TAKE_PTR(rc.out));
         printf("Restore point %s restored as vm %s (id %s) in %.2f s\n",
                json_string_value(json_object_get(rc.out, "restore_point")), x->name,
                json_string_value(json_object_get(rc.out, "vmId")), json_real_value(json_object_get(rc.out, "seconds")));
@@ -829,7 +799,7 @@ int vb_cli_cas(int argc, char **argv)
                 return argc < 2 ? VB_E_USAGE : 0;
         }
         if (!options)
-                return fail(VB_E_FAILED, "out of memory");
+                return vb_cli_fail(VB_E_FAILED, "out of memory");
         vb_net_opts_init(&x.net);
         verb = argv[1];
         optind = 1;
@@ -851,7 +821,7 @@ int vb_cli_cas(int argc, char **argv)
                         x.insecure = true;
                         break;
                 case OPT_JSON:
-                        arg_json = true;
+                        vb_cli_json = true;
                         break;
                 case OPT_VM:
                         x.vm = optarg;
@@ -861,7 +831,7 @@ int vb_cli_cas(int argc, char **argv)
                         x.task_timeout_s = strtoull(optarg, &end, 10);
                         if (errno || *end || optarg[0] < '0' || optarg[0] > '9' || x.task_timeout_s < 1 ||
                             x.task_timeout_s > 24 * 3600)
-                                return fail(VB_E_USAGE, "bad --timeout '%s' (1-86400 seconds)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad --timeout '%s' (1-86400 seconds)", optarg);
                         break;
                 case OPT_XML:
                         x.xml = true;
@@ -871,13 +841,14 @@ int vb_cli_cas(int argc, char **argv)
                         break;
                 case OPT_TYPE:
                         if (!streq(optarg, "full") && !streq(optarg, "incremental"))
-                                return fail(VB_E_USAGE, "bad --type '%s' (full or incremental)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad --type '%s' (full or incremental)", optarg);
                         x.incremental = streq(optarg, "incremental");
                         break;
                 case OPT_SNAPSHOT:
                         r = vb_snapshot_type_from_string(optarg);
                         if (r < 0)
-                                return fail(VB_E_USAGE, "bad --snapshot '%s' (adaptive, external or internal)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad --snapshot '%s' (adaptive, external or internal)",
+                                                   optarg);
                         x.snapshot = (vb_snapshot_type)r;
                         break;
                 case OPT_NO_QUIESCE:
@@ -888,23 +859,25 @@ int vb_cli_cas(int argc, char **argv)
                         break;
                 case OPT_MIN_FREE:
                         if (vb_parse_size(optarg, &x.min_free) < 0)
-                                return fail(VB_E_USAGE, "bad --min-free '%s' (a size such as 500G, or 0)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad --min-free '%s' (a size such as 500G, or 0)",
+                                                   optarg);
                         break;
                 case OPT_MIN_FREE_PERCENT:
                         if (vb_parse_size(optarg, &v) < 0 || v > 100)
-                                return fail(VB_E_USAGE, "bad --min-free-percent '%s' (0-100)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad --min-free-percent '%s' (0-100)", optarg);
                         x.min_free_percent = (unsigned)v;
                         break;
                 case OPT_NETWORK:
                         if (!streq(optarg, "adaptive") && !streq(optarg, "backup") && !streq(optarg, "storage") &&
                             !streq(optarg, "management"))
-                                return fail(VB_E_USAGE, "bad --network '%s' (adaptive, backup, storage, management)",
-                                            optarg);
+                                return vb_cli_fail(VB_E_USAGE,
+                                                   "bad --network '%s' (adaptive, backup, storage, management)",
+                                                   optarg);
                         x.network = optarg;
                         break;
                 case OPT_CVD_PORT:
                         if (vb_parse_size(optarg, &v) < 0 || v < 1 || v > 65535)
-                                return fail(VB_E_USAGE, "bad --cvd-port '%s' (1-65535)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad --cvd-port '%s' (1-65535)", optarg);
                         x.cvd_port = (unsigned)v;
                         break;
                 case OPT_CVD_TOKEN_FILE:
@@ -935,7 +908,7 @@ int vb_cli_cas(int argc, char **argv)
                         if (r == 1)
                                 break;
                         vb_net_opts_clear(&x.net);
-                        return fail(VB_E_USAGE, "%s", err ?: "bad option (see vbak cas --help)");
+                        return vb_cli_fail(VB_E_USAGE, "%s", err ?: "bad option (see vbak cas --help)");
                 }
                 }
         }
@@ -955,8 +928,8 @@ int vb_cli_cas(int argc, char **argv)
                 vb_net_opts_clear(&x.net);
                 if (!streq(verb, "inventory") && !streq(verb, "vm") && !streq(verb, "power") &&
                     !streq(verb, "backup") && !streq(verb, "restore") && !streq(verb, "delete"))
-                        return fail(VB_E_USAGE, "unknown verb 'cas %s' (see vbak cas --help)", verb);
-                return fail(VB_E_USAGE, "wrong arguments for 'cas %s' (see vbak cas --help)", verb);
+                        return vb_cli_fail(VB_E_USAGE, "unknown verb 'cas %s' (see vbak cas --help)", verb);
+                return vb_cli_fail(VB_E_USAGE, "wrong arguments for 'cas %s' (see vbak cas --help)", verb);
         }
         cli_done(&x);
         return r;

@@ -20,46 +20,13 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "daemon/cli-common.h"
 #include "daemon/error.h"
 #include "daemon/util.h"
 #include "transport/cvd-client.h"
 
 #define SECRET_FILE_MAX (64 * 1024)
 #define HOLD_MAX (24 * 3600)
-
-static bool arg_json;
-
-_printf_(2, 3) static int fail(vb_error code, const char *fmt, ...)
-{
-        char msg[1024];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "vbak: %s [E%d %s]\n", msg, code, vb_error_name(code));
-        if (arg_json) {
-                json_t *j = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", code, "name", vb_error_name(code),
-                                      "message", msg);
-                if (j) {
-                        json_dumpf(j, stdout, JSON_COMPACT);
-                        fputc('\n', stdout);
-                        json_decref(j);
-                }
-        }
-        return code;
-}
-
-static int print_json(json_t *j)
-{
-        if (!j)
-                return fail(VB_E_FAILED, "out of memory");
-        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
-        fflush(stdout);
-        json_decref(j);
-        return 0;
-}
 
 /* --- common options and the session ------------------------------------- */
 
@@ -152,11 +119,11 @@ static int common_option(cli *x, int c)
         case OPT_TIMEOUT:
                 v = strtoul(optarg, &end, 10);
                 if (*end || optarg[0] < '0' || optarg[0] > '9' || v < 1 || v > 600)
-                        return -fail(VB_E_USAGE, "bad --timeout '%s' (1-600 seconds)", optarg);
+                        return -vb_cli_fail(VB_E_USAGE, "bad --timeout '%s' (1-600 seconds)", optarg);
                 x->timeout_s = v;
                 return 1;
         case OPT_JSON:
-                arg_json = true;
+                vb_cli_json = true;
                 return 1;
         default:
                 return 0;
@@ -171,7 +138,8 @@ static int read_first_line(const char *path, char **ret)
         int r = vb_read_file_at(AT_FDCWD, path, SECRET_FILE_MAX, &text, &len);
 
         if (r < 0)
-                return fail(r == -ENOENT ? VB_E_NOT_FOUND : vb_error_from_errno(r), "%s: %s", path, strerror(-r));
+                return vb_cli_fail(r == -ENOENT ? VB_E_NOT_FOUND : vb_error_from_errno(r), "%s: %s", path,
+                                   strerror(-r));
         text[strcspn(text, "\r\n")] = 0;
         *ret = TAKE_PTR(text);
         return 0;
@@ -200,8 +168,8 @@ static int wait_result(cli *x)
 {
         x->done = false;
         if (tp_cvd_run_until(&x->loop, &x->done) < 0)
-                return fail(VB_E_FAILED, "nothing left to wait for (a bug)");
-        return x->r ? fail(x->r, "%s", x->msg) : 0;
+                return vb_cli_fail(VB_E_FAILED, "nothing left to wait for (a bug)");
+        return x->r ? vb_cli_fail(x->r, "%s", x->msg) : 0;
 }
 
 /* Checks the common options and the URL, then connects and authenticates. */
@@ -215,24 +183,25 @@ static int cli_connect(cli *x, const char *url, bool need_disk)
 
         r = tp_cvd_url_parse(url, &x->url, &url_why);
         if (r < 0)
-                return fail(VB_E_USAGE, "bad URL '%s': %s", url, url_why ? url_why : strerror(-r));
+                return vb_cli_fail(VB_E_USAGE, "bad URL '%s': %s", url, url_why ? url_why : strerror(-r));
         if (need_disk && !x->url.path)
-                return fail(VB_E_USAGE, "the URL must name a disk: cvd://HOST[:PORT]/VM/ABSOLUTE/PATH/OF/THE/IMAGE");
+                return vb_cli_fail(VB_E_USAGE,
+                                   "the URL must name a disk: cvd://HOST[:PORT]/VM/ABSOLUTE/PATH/OF/THE/IMAGE");
         if (!x->token_file && !x->user)
-                return fail(VB_E_USAGE, "give --token-file, or --user and --password-file (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "give --token-file, or --user and --password-file (see --help)");
         if (x->token_file && x->user)
-                return fail(VB_E_USAGE, "give either --token-file or --user, not both");
+                return vb_cli_fail(VB_E_USAGE, "give either --token-file or --user, not both");
         if (x->user && !x->password_file)
-                return fail(VB_E_USAGE, "--user needs --password-file");
+                return vb_cli_fail(VB_E_USAGE, "--user needs --password-file");
         if (x->user && !x->tls)
-                return fail(VB_E_USAGE, "--user needs --tls: a password is only ever sent over TLS");
+                return vb_cli_fail(VB_E_USAGE, "--user needs --tls: a password is only ever sent over TLS");
         if (x->token_file) {
                 code = read_first_line(x->token_file, &token_text);
                 if (code)
                         return code;
                 if (tp_cvd_token_parse(token_text, strlen(token_text), &token) < 0)
-                        return fail(VB_E_USAGE, "%s: the token must have at least %d bytes", x->token_file,
-                                    TP_CVD_TOKEN_MIN);
+                        return vb_cli_fail(VB_E_USAGE, "%s: the token must have at least %d bytes", x->token_file,
+                                           TP_CVD_TOKEN_MIN);
         } else {
                 code = read_first_line(x->password_file, &password);
                 if (code)
@@ -251,15 +220,15 @@ static int cli_connect(cli *x, const char *url, bool need_disk)
                                   .lost_userdata = x };
         r = uv_loop_init(&x->loop);
         if (r < 0)
-                return fail(VB_E_FAILED, "cannot start the event loop: %s", uv_strerror(r));
+                return vb_cli_fail(VB_E_FAILED, "cannot start the event loop: %s", uv_strerror(r));
         x->loop_ready = true;
         r = tp_cvd_client_connect(&x->loop, &o, on_connected, x, &x->client, &why);
         if (password)
                 explicit_bzero(password, strlen(password));
         if (r == -EINVAL)
-                return fail(VB_E_USAGE, "%s", why.msg);
+                return vb_cli_fail(VB_E_USAGE, "%s", why.msg);
         if (r < 0)
-                return fail(VB_E_FAILED, "cannot connect: %s", strerror(-r));
+                return vb_cli_fail(VB_E_FAILED, "cannot connect: %s", strerror(-r));
         return wait_result(x);
 }
 
@@ -317,22 +286,23 @@ static int cmd_ping(int argc, char **argv)
         if (code)
                 return code < 0 ? 0 : code;
         if (optind + 1 != argc)
-                return fail(VB_E_USAGE, "cvd ping needs exactly one URL (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "cvd ping needs exactly one URL (see --help)");
         code = cli_connect(&x, argv[optind], false);
         if (code)
                 return code;
         start = vb_now_ns();
         if (tp_cvd_ping(x.client, on_ping, &x) < 0)
-                return fail(VB_E_NETWORK, "cannot send the ping");
+                return vb_cli_fail(VB_E_NETWORK, "cannot send the ping");
         code = wait_result(&x);
         if (code)
                 return code;
         ms = (double)(vb_now_ns() - start) / 1e6;
         info = tp_cvd_client_info(x.client);
-        if (arg_json)
-                return print_json(json_pack("{s:s, s:i, s:s, s:i, s:s, s:i, s:b, s:f}", "host", x.url.host, "port",
-                                            x.url.port, "server", info->server, "version", info->version, "session",
-                                            info->session, "timeout", info->timeout, "tls", info->tls, "rtt_ms", ms));
+        if (vb_cli_json)
+                return vb_cli_print_json(json_pack("{s:s, s:i, s:s, s:i, s:s, s:i, s:b, s:f}", "host", x.url.host,
+                                                   "port", x.url.port, "server", info->server, "version", info->version,
+                                                   "session", info->session, "timeout", info->timeout, "tls", info->tls,
+                                                   "rtt_ms", ms));
         printf("vbak-cvd at %s:%u: %s, protocol %u, %s, idle timeout %u s, session %s; ping %.2f ms\n", x.url.host,
                x.url.port, info->server, info->version, info->tls ? "TLS" : "plain TCP", info->timeout, info->session,
                ms);
@@ -363,22 +333,23 @@ static int open_option(cli *x, int c, void *userdata)
         switch (c) {
         case OPT_MODE:
                 if (!streq(optarg, "read") && !streq(optarg, "read-write"))
-                        return -fail(VB_E_USAGE, "bad --mode '%s' (read or read-write)", optarg);
+                        return -vb_cli_fail(VB_E_USAGE, "bad --mode '%s' (read or read-write)", optarg);
                 a->rq.write = streq(optarg, "read-write");
                 return 1;
         case OPT_SINCE:
         case OPT_CHECKPOINT:
                 if (!tp_cvd_name_valid(optarg))
-                        return -fail(VB_E_USAGE,
-                                     "checkpoint name '%s': use 1-64 letters, digits, '.', '_' or '-', not starting "
-                                     "with '.' or '-'",
-                                     optarg);
+                        return -vb_cli_fail(
+                                VB_E_USAGE,
+                                "checkpoint name '%s': use 1-64 letters, digits, '.', '_' or '-', not starting "
+                                "with '.' or '-'",
+                                optarg);
                 *(c == OPT_SINCE ? &a->rq.since : &a->rq.checkpoint) = optarg;
                 return 1;
         case OPT_HOLD:
                 a->hold = strtoul(optarg, &end, 10);
                 if (*end || optarg[0] < '0' || optarg[0] > '9' || a->hold > HOLD_MAX)
-                        return -fail(VB_E_USAGE, "bad --hold '%s' (0-%d seconds)", optarg, HOLD_MAX);
+                        return -vb_cli_fail(VB_E_USAGE, "bad --hold '%s' (0-%d seconds)", optarg, HOLD_MAX);
                 return 1;
         default:
                 return 0;
@@ -490,7 +461,7 @@ static int cmd_open(int argc, char **argv)
         if (code)
                 return code < 0 ? 0 : code;
         if (optind + 1 != argc)
-                return fail(VB_E_USAGE, "cvd open needs exactly one URL (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "cvd open needs exactly one URL (see --help)");
         code = cli_connect(&x, argv[optind], true);
         if (code)
                 return code;
@@ -498,17 +469,17 @@ static int cmd_open(int argc, char **argv)
         a.rq.path = x.url.path;
         a.rq.snapshot = x.url.snapshot;
         if (a.rq.write && (a.rq.snapshot || a.rq.since))
-                return fail(VB_E_USAGE, "--mode read-write takes neither a snapshot nor --since");
+                return vb_cli_fail(VB_E_USAGE, "--mode read-write takes neither a snapshot nor --since");
         if (tp_cvd_disk_open(x.client, &a.rq, on_open, &res) < 0)
-                return fail(VB_E_NETWORK, "cannot send disk.open");
+                return vb_cli_fail(VB_E_NETWORK, "cannot send disk.open");
         code = wait_result(&x);
         if (code) {
                 json_decref(res.reply);
                 free(res.handle);
                 return code;
         }
-        if (arg_json)
-                print_json(json_incref(res.reply));
+        if (vb_cli_json)
+                vb_cli_print_json(json_incref(res.reply));
         else
                 print_open(res.reply);
         json_decref(res.reply);
@@ -519,7 +490,7 @@ static int cmd_open(int argc, char **argv)
         }
         if (tp_cvd_disk_close(x.client, res.handle, on_closed, &x) < 0) {
                 free(res.handle);
-                return fail(VB_E_NETWORK, "cannot send disk.close");
+                return vb_cli_fail(VB_E_NETWORK, "cannot send disk.close");
         }
         free(res.handle);
         return wait_result(&x);
@@ -550,8 +521,8 @@ static void on_bitmaps(tp_cvd_client *c, int r, const char *msg, const tp_cvd_bi
                                                 (json_int_t)b->bitmaps[i].granularity, "persistent",
                                                 b->bitmaps[i].persistent, "enabled", b->bitmaps[i].enabled,
                                                 "dirty_bytes", (json_int_t)b->bitmaps[i].dirty_bytes));
-        if (arg_json) {
-                print_json(json_pack("{s:o*}", "bitmaps", list));
+        if (vb_cli_json) {
+                vb_cli_print_json(json_pack("{s:o*}", "bitmaps", list));
                 return;
         }
         if (b->n_bitmaps == 0)
@@ -579,7 +550,7 @@ static int cmd_bitmap(int argc, char **argv)
                 return 0;
         }
         if (argc < 2 || (!streq(argv[1], "list") && !streq(argv[1], "add") && !streq(argv[1], "remove")))
-                return fail(VB_E_USAGE, "cvd bitmap needs list, add or remove (see vbak cvd bitmap --help)");
+                return vb_cli_fail(VB_E_USAGE, "cvd bitmap needs list, add or remove (see vbak cvd bitmap --help)");
         what = argv[1];
         list = streq(what, "list");
         argc--;
@@ -588,30 +559,32 @@ static int cmd_bitmap(int argc, char **argv)
         if (code)
                 return code < 0 ? 0 : code;
         if (optind + (list ? 1 : 2) != argc)
-                return fail(VB_E_USAGE, "cvd bitmap %s needs %s (see --help)", what,
-                            list ? "a URL" : "a URL and a NAME");
+                return vb_cli_fail(VB_E_USAGE, "cvd bitmap %s needs %s (see --help)", what,
+                                   list ? "a URL" : "a URL and a NAME");
         if (!list && !tp_cvd_name_valid(argv[optind + 1]))
-                return fail(VB_E_USAGE,
-                            "bitmap name '%s': use 1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
-                            argv[optind + 1]);
+                return vb_cli_fail(
+                        VB_E_USAGE,
+                        "bitmap name '%s': use 1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+                        argv[optind + 1]);
         code = cli_connect(&x, argv[optind], true);
         if (code)
                 return code;
         if (x.url.snapshot)
-                return fail(VB_E_USAGE, "bitmaps belong to the live image: drop ?snapshot= from the URL");
+                return vb_cli_fail(VB_E_USAGE, "bitmaps belong to the live image: drop ?snapshot= from the URL");
         if (list)
                 r = tp_cvd_bitmap_list(x.client, x.url.vm, x.url.path, on_bitmaps, &x);
         else
                 r = (streq(what, "add") ? tp_cvd_bitmap_create : tp_cvd_bitmap_remove)(x.client, x.url.vm, x.url.path,
                                                                                        argv[optind + 1], on_closed, &x);
         if (r < 0)
-                return fail(VB_E_NETWORK, "cannot send the request");
+                return vb_cli_fail(VB_E_NETWORK, "cannot send the request");
         code = wait_result(&x);
         if (code || list)
                 return code;
-        if (arg_json)
-                return print_json(json_pack("{s:s, s:s, s:s, s:s}", "vm", x.url.vm, "path", x.url.path, "bitmap",
-                                            argv[optind + 1], "action", streq(what, "add") ? "created" : "removed"));
+        if (vb_cli_json)
+                return vb_cli_print_json(json_pack("{s:s, s:s, s:s, s:s}", "vm", x.url.vm, "path", x.url.path, "bitmap",
+                                                   argv[optind + 1], "action",
+                                                   streq(what, "add") ? "created" : "removed"));
         printf("%s bitmap %s on %s (vm %s)\n", streq(what, "add") ? "Created" : "Removed", argv[optind + 1], x.url.path,
                x.url.vm);
         return 0;
@@ -650,5 +623,5 @@ int vb_cli_cvd(int argc, char **argv)
                         optind = 1;
                         return verbs[i].fn(argc - 1, argv + 1);
                 }
-        return fail(VB_E_USAGE, "unknown verb 'cvd %s' (see vbak cvd --help)", argv[1]);
+        return vb_cli_fail(VB_E_USAGE, "unknown verb 'cvd %s' (see vbak cvd --help)", argv[1]);
 }

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "daemon/cli-cas.h"
+#include "daemon/cli-common.h"
 #include "daemon/client.h"
 #include "daemon/error.h"
 #include "daemon/util.h"
@@ -62,28 +63,6 @@ typedef struct args {
         int first; /* argv index of the first operand */
 } args;
 
-/* The answer of a failed call, as the other verbs print errors. */
-static int fail(bool json, vb_error r, const char *message)
-{
-        fprintf(stderr, "vbak: %s [E%d %s]\n", message ?: "failed", r, vb_error_name(r));
-        if (json) {
-                json_t *j = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", r, "name", vb_error_name(r), "message",
-                                      message ?: "failed");
-                if (j) {
-                        json_dumpf(j, stdout, JSON_COMPACT);
-                        fputc('\n', stdout);
-                        json_decref(j);
-                }
-        }
-        return r;
-}
-
-static void print_json(json_t *j)
-{
-        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
-}
-
 /* Parses the options every verb here shares; 0, or an exit code. */
 static int parse(int argc, char **argv, void (*help)(FILE *f), args *a)
 {
@@ -91,7 +70,7 @@ static int parse(int argc, char **argv, void (*help)(FILE *f), args *a)
 
         *a = (args){ .body = json_object() };
         if (!a->body)
-                return fail(false, VB_E_FAILED, "out of memory");
+                return vb_cli_fail(VB_E_FAILED, "out of memory");
         optind = 1;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -102,7 +81,7 @@ static int parse(int argc, char **argv, void (*help)(FILE *f), args *a)
                         a->socket = optarg;
                         break;
                 case OPT_JSON:
-                        a->json = true;
+                        a->json = vb_cli_json = true;
                         break;
                 case OPT_TYPE:
                         json_object_set_new(a->body, "type", json_string(optarg));
@@ -132,19 +111,16 @@ static int parse(int argc, char **argv, void (*help)(FILE *f), args *a)
                         json_object_set_new(a->body, "name", json_string(optarg));
                         break;
                 default:
-                        return fail(a->json, VB_E_USAGE, "bad option (see --help)");
+                        return vb_cli_fail(VB_E_USAGE, "bad option (see --help)");
                 }
         if (a->password_file) {
                 _cleanup_free_ char *text = NULL;
                 size_t len;
                 int r = vb_read_file_at(AT_FDCWD, a->password_file, SECRET_FILE_MAX, &text, &len);
 
-                if (r < 0) {
-                        char msg[512];
-
-                        snprintf(msg, sizeof(msg), "%s: %s", a->password_file, strerror(-r));
-                        return fail(a->json, r == -ENOENT ? VB_E_NOT_FOUND : vb_error_from_errno(r), msg);
-                }
+                if (r < 0)
+                        return vb_cli_fail(r == -ENOENT ? VB_E_NOT_FOUND : vb_error_from_errno(r), "%s: %s",
+                                           a->password_file, strerror(-r));
                 text[strcspn(text, "\r\n")] = 0;
                 json_object_set_new(a->body, "password", json_string(text));
                 explicit_bzero(text, len);
@@ -164,7 +140,7 @@ static int call(const args *a, const char *method, const char *path, json_t *bod
                 return 0;
         json_decref(*reply);
         *reply = NULL;
-        return fail(a->json, r, message);
+        return vb_cli_fail(r, "%s", message ?: "failed");
 }
 
 static void args_done(args *a)
@@ -195,11 +171,11 @@ int vb_cli_status(int argc, char **argv)
                 return args_done(&a), r < 0 ? 0 : r;
         if (a.first != argc) {
                 args_done(&a);
-                return fail(a.json, VB_E_USAGE, "vbak status takes no arguments (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "vbak status takes no arguments (see --help)");
         }
         r = call(&a, "GET", "/v1/version", NULL, &reply);
         if (r == 0 && a.json)
-                print_json(reply);
+                vb_cli_print_json(json_incref(reply));
         else if (r == 0) {
                 started = (time_t)json_integer_value(json_object_get(reply, "started"));
                 strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %Z", localtime(&started));
@@ -269,7 +245,7 @@ int vb_cli_platform(int argc, char **argv)
         want = streq(verb, "list") ? 0 : 1;
         if (argc - 1 - a.first != want) {
                 args_done(&a);
-                return fail(a.json, VB_E_USAGE, "wrong arguments (see vbak platform --help)");
+                return vb_cli_fail(VB_E_USAGE, "wrong arguments (see vbak platform --help)");
         }
         if (want)
                 snprintf(path, sizeof(path), "/v1/platforms/%s", argv[1 + a.first]);
@@ -285,9 +261,9 @@ int vb_cli_platform(int argc, char **argv)
         else if (streq(verb, "remove"))
                 r = call(&a, "DELETE", path, NULL, &reply);
         else
-                r = fail(a.json, VB_E_USAGE, "unknown verb (see vbak platform --help)");
+                r = vb_cli_fail(VB_E_USAGE, "unknown verb (see vbak platform --help)");
         if (r == 0 && a.json)
-                print_json(reply);
+                vb_cli_print_json(json_incref(reply));
         else if (r == 0 && streq(verb, "list")) {
                 json_array_foreach(reply, i, p) print_platform(p);
                 if (json_array_size(reply) == 0)
@@ -322,12 +298,12 @@ int vb_cli_inventory(int argc, char **argv)
                 return args_done(&a), r < 0 ? 0 : r;
         if (argc - a.first != 1) {
                 args_done(&a);
-                return fail(a.json, VB_E_USAGE, "vbak inventory needs PLATFORM (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "vbak inventory needs PLATFORM (see --help)");
         }
         snprintf(path, sizeof(path), "/v1/platforms/%s/inventory", argv[a.first]);
         r = call(&a, "GET", path, NULL, &reply);
         if (r == 0 && a.json)
-                print_json(reply);
+                vb_cli_print_json(json_incref(reply));
         else if (r == 0)
                 vb_cli_print_inventory(reply);
         json_decref(reply);

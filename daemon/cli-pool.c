@@ -21,6 +21,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "daemon/cli-common.h"
 #include "daemon/error.h"
 #include "daemon/progress.h"
 #include "daemon/util.h"
@@ -30,42 +31,9 @@
 #include "storagepool/sp.h"
 #include "daemon/cli-net.h"
 
-static bool arg_json;
-
-_printf_(2, 3) static int fail(vb_error code, const char *fmt, ...)
-{
-        char msg[1024];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "vbak: %s [E%d %s]\n", msg, code, vb_error_name(code));
-        if (arg_json) {
-                json_t *j = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", code, "name", vb_error_name(code),
-                                      "message", msg);
-                if (j) {
-                        json_dumpf(j, stdout, JSON_COMPACT);
-                        fputc('\n', stdout);
-                        json_decref(j);
-                }
-        }
-        return code;
-}
-
 static int fail_errno(int r, const char *what)
 {
-        return fail(vb_error_from_errno(r), "%s: %s", what, strerror(-r));
-}
-
-static int print_json(json_t *j)
-{
-        if (!j)
-                return fail(VB_E_FAILED, "out of memory");
-        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
-        json_decref(j);
-        return 0;
+        return vb_cli_fail(vb_error_from_errno(r), "%s: %s", what, strerror(-r));
 }
 
 static int open_pool(const char *path, sp_pool **ret)
@@ -73,11 +41,11 @@ static int open_pool(const char *path, sp_pool **ret)
         int r = sp_pool_open(path, ret);
 
         if (r == -ENOENT)
-                return fail(VB_E_NOT_FOUND, "%s: no pool here (pool.json not found)", path);
+                return vb_cli_fail(VB_E_NOT_FOUND, "%s: no pool here (pool.json not found)", path);
         if (r == -EBADMSG)
-                return fail(VB_E_POOL_FORMAT, "%s: pool.json is damaged", path);
+                return vb_cli_fail(VB_E_POOL_FORMAT, "%s: pool.json is damaged", path);
         if (r == -EPROTONOSUPPORT)
-                return fail(VB_E_POOL_FORMAT, "%s: pool format version or type not supported", path);
+                return vb_cli_fail(VB_E_POOL_FORMAT, "%s: pool format version or type not supported", path);
         if (r < 0)
                 return fail_errno(r, path);
         return 0;
@@ -117,26 +85,27 @@ static int cmd_init(int argc, char **argv)
                 switch (c) {
                 case 't':
                         if (!sp_driver_find(optarg))
-                                return fail(VB_E_USAGE, "unknown pool type '%s' (dedup or standard)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "unknown pool type '%s' (dedup or standard)", optarg);
                         o.type = optarg;
                         break;
                 case 'c':
                         if (vb_parse_size(optarg, &size) < 0 || size < SP_CHUNK_SIZE_MIN || size > SP_CHUNK_SIZE_MAX ||
                             (size & (size - 1)))
-                                return fail(VB_E_USAGE, "bad chunk size '%s' (1M, 2M or 4M)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad chunk size '%s' (1M, 2M or 4M)", optarg);
                         o.chunk_size = (uint32_t)size;
                         break;
                 case 'z':
                         if (dd_compression_from_string(optarg, &o.compression) < 0)
-                                return fail(VB_E_USAGE, "bad compression '%s' (none, fast or zstd:1-19)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad compression '%s' (none, fast or zstd:1-19)",
+                                                   optarg);
                         break;
                 case 'f':
                         o.fsync = sp_fsync_from_string(optarg);
                         if (o.fsync < 0)
-                                return fail(VB_E_USAGE, "bad fsync policy '%s' (always or none)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad fsync policy '%s' (always or none)", optarg);
                         break;
                 case 'j':
-                        arg_json = true;
+                        vb_cli_json = true;
                         break;
                 case 'h':
                         fputs(init_help, stdout);
@@ -146,18 +115,18 @@ static int cmd_init(int argc, char **argv)
                 }
         }
         if (optind + 1 != argc)
-                return fail(VB_E_USAGE, "pool init needs exactly one PATH (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "pool init needs exactly one PATH (see --help)");
         r = sp_pool_create(argv[optind], &o);
         if (r == -EEXIST)
-                return fail(VB_E_EXISTS, "%s: a pool exists here already", argv[optind]);
+                return vb_cli_fail(VB_E_EXISTS, "%s: a pool exists here already", argv[optind]);
         if (r < 0)
                 return fail_errno(r, argv[optind]);
-        if (arg_json) {
+        if (vb_cli_json) {
                 char comp[32];
-                return print_json(json_pack("{s:s, s:s, s:I, s:s, s:s}", "path", argv[optind], "type", o.type,
-                                            "chunk_size", (json_int_t)o.chunk_size, "compression",
-                                            dd_compression_to_string(o.compression, comp, sizeof(comp)), "fsync",
-                                            sp_fsync_to_string(o.fsync)));
+                return vb_cli_print_json(json_pack("{s:s, s:s, s:I, s:s, s:s}", "path", argv[optind], "type", o.type,
+                                                   "chunk_size", (json_int_t)o.chunk_size, "compression",
+                                                   dd_compression_to_string(o.compression, comp, sizeof(comp)), "fsync",
+                                                   sp_fsync_to_string(o.fsync)));
         }
         printf("Created %s pool at %s\n", o.type, argv[optind]);
         return 0;
@@ -296,10 +265,11 @@ static int load_extents(const char *path, uint64_t size, dd_extents *e)
                 return fail_errno(r, path);
         r = dd_extents_parse(text, len, e, &line);
         if (r < 0)
-                return fail(VB_E_USAGE, "%s:%u: expected 'OFFSET LENGTH'", path, line);
+                return vb_cli_fail(VB_E_USAGE, "%s:%u: expected 'OFFSET LENGTH'", path, line);
         r = dd_extents_normalize(e, size);
         if (r < 0)
-                return fail(VB_E_USAGE, "%s: an extent ends past the end of the disk (%" PRIu64 " bytes)", path, size);
+                return vb_cli_fail(VB_E_USAGE, "%s: an extent ends past the end of the disk (%" PRIu64 " bytes)", path,
+                                   size);
         return 0;
 }
 
@@ -328,10 +298,10 @@ static int open_file_source(backup_source *bs)
         int fd = open(bs->name, O_RDONLY | O_CLOEXEC);
 
         if (fd < 0)
-                return fail(errno == ENOENT ? VB_E_NOT_FOUND : VB_E_SOURCE, "%s: %s", bs->name, strerror(errno));
+                return vb_cli_fail(errno == ENOENT ? VB_E_NOT_FOUND : VB_E_SOURCE, "%s: %s", bs->name, strerror(errno));
         bs->file.fd = fd;
         if (device_size(fd, &bs->size) < 0)
-                return fail(VB_E_SOURCE, "%s: not a regular file or block device", bs->name);
+                return vb_cli_fail(VB_E_SOURCE, "%s: not a regular file or block device", bs->name);
         return 0;
 }
 
@@ -342,9 +312,10 @@ static int open_net_source(uv_loop_t *loop, vb_net_opts *no, backup_source *bs)
         int r = vb_net_open(loop, no, bs->name, false, &bs->disk, &code, &msg);
 
         if (r == -EPROTONOSUPPORT)
-                return fail(VB_E_USAGE, "%s: unknown source; use a file, nbd://, nbd+unix:// or cvd://", bs->name);
+                return vb_cli_fail(VB_E_USAGE, "%s: unknown source; use a file, nbd://, nbd+unix:// or cvd://",
+                                   bs->name);
         if (r < 0)
-                return fail(code ? code : vb_error_from_net_errno(r), "%s", msg ? msg : strerror(-r));
+                return vb_cli_fail(code ? code : vb_error_from_net_errno(r), "%s", msg ? msg : strerror(-r));
         bs->size = tp_disk_size(bs->disk);
         return 0;
 }
@@ -359,21 +330,21 @@ static int check_parent(sp_pool *p, const char *parent_arg, const char *vm, cons
         int r = sp_pool_find(p, parent_arg, vm, &parent);
 
         if (r == -ENOENT)
-                return fail(VB_E_PARENT, "parent restore point '%s' of VM %s not found", parent_arg, vm);
+                return vb_cli_fail(VB_E_PARENT, "parent restore point '%s' of VM %s not found", parent_arg, vm);
         if (r < 0)
                 return fail_errno(r, "parent restore point");
         *ret = parent;
         if (!streq_ptr(parent->vm.name, vm))
-                return fail(VB_E_PARENT, "parent restore point %s belongs to VM %s, not %s", parent->id,
-                            parent->vm.name, vm);
+                return vb_cli_fail(VB_E_PARENT, "parent restore point %s belongs to VM %s, not %s", parent->id,
+                                   parent->vm.name, vm);
         pd = dd_manifest_find_disk(parent, disk);
         if (!pd)
-                return fail(VB_E_PARENT, "parent restore point %s has no disk %s", parent->id, disk);
+                return vb_cli_fail(VB_E_PARENT, "parent restore point %s has no disk %s", parent->id, disk);
         if (pd->size != size)
-                return fail(VB_E_PARENT,
-                            "disk %s changed size since restore point %s (%" PRIu64 " -> %" PRIu64
-                            " bytes): run a full backup",
-                            disk, parent->id, pd->size, size);
+                return vb_cli_fail(VB_E_PARENT,
+                                   "disk %s changed size since restore point %s (%" PRIu64 " -> %" PRIu64
+                                   " bytes): run a full backup",
+                                   disk, parent->id, pd->size, size);
         return 0;
 }
 
@@ -430,7 +401,7 @@ static int cmd_backup(int argc, char **argv)
         int c, r, code = 0;
 
         if (!opts)
-                return fail(VB_E_FAILED, "out of memory");
+                return vb_cli_fail(VB_E_FAILED, "out of memory");
         vb_net_opts_init(&no);
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 _cleanup_free_ char *err = NULL;
@@ -462,7 +433,7 @@ static int cmd_backup(int argc, char **argv)
                         checkpoint = optarg;
                         break;
                 case 'j':
-                        arg_json = true;
+                        vb_cli_json = true;
                         break;
                 case 'h':
                         fputs(backup_help, stdout);
@@ -473,34 +444,34 @@ static int cmd_backup(int argc, char **argv)
                         if (r == 1)
                                 break;
                         vb_net_opts_clear(&no);
-                        return r < 0 ? fail(VB_E_USAGE, "%s", err ? err : "bad option") : VB_E_USAGE;
+                        return r < 0 ? vb_cli_fail(VB_E_USAGE, "%s", err ? err : "bad option") : VB_E_USAGE;
                 }
         }
         if (optind + 1 != argc || !vm || !disk || !bs.name) {
-                code = fail(VB_E_USAGE, "pool backup needs PATH, --vm, --disk and --source (see --help)");
+                code = vb_cli_fail(VB_E_USAGE, "pool backup needs PATH, --vm, --disk and --source (see --help)");
                 goto out;
         }
         if (!dd_name_is_safe(vm)) {
-                code = fail(VB_E_USAGE, "VM name '%s': use 1-64 letters, digits, '.', '_' or '-'", vm);
+                code = vb_cli_fail(VB_E_USAGE, "VM name '%s': use 1-64 letters, digits, '.', '_' or '-'", vm);
                 goto out;
         }
         if (!dd_disk_name_is_safe(disk)) {
-                code = fail(VB_E_USAGE, "disk name '%s': use 1-48 letters, digits, '.', '_' or '-'", disk);
+                code = vb_cli_fail(VB_E_USAGE, "disk name '%s': use 1-48 letters, digits, '.', '_' or '-'", disk);
                 goto out;
         }
         network = vb_is_network_url(bs.name);
         if (network ? changed != NULL : since != NULL) {
-                code = fail(VB_E_USAGE, "%s",
-                            network ? "--changed is for file sources; use --bitmap or --since"
-                                    : "--bitmap and --since are for nbd:// and cvd:// sources");
+                code = vb_cli_fail(VB_E_USAGE, "%s",
+                                   network ? "--changed is for file sources; use --bitmap or --since"
+                                           : "--bitmap and --since are for nbd:// and cvd:// sources");
                 goto out;
         }
         if (!(changed || since) != !parent_arg) {
-                code = fail(VB_E_USAGE, "an incremental needs --parent and one of --changed, --bitmap, --since");
+                code = vb_cli_fail(VB_E_USAGE, "an incremental needs --parent and one of --changed, --bitmap, --since");
                 goto out;
         }
         if ((since && !dd_name_is_safe(since)) || (checkpoint && !dd_name_is_safe(checkpoint))) {
-                code = fail(VB_E_USAGE, "checkpoint names: use 1-64 letters, digits, '.', '_' or '-'");
+                code = vb_cli_fail(VB_E_USAGE, "checkpoint names: use 1-64 letters, digits, '.', '_' or '-'");
                 goto out;
         }
         code = open_pool(argv[optind], &p);
@@ -526,7 +497,7 @@ static int cmd_backup(int argc, char **argv)
         if (!tmpl || !(tmpl->vm.name = strdup(vm)) || !(tmpl->vm.platform = strdup(SP_PLATFORM_LOCAL)) ||
             !(tmpl->consistency = strdup("crash")) || (title && !(tmpl->vm.title = strdup(title))) ||
             (checkpoint && !(tmpl->checkpoint = strdup(checkpoint)))) {
-                code = fail(VB_E_FAILED, "out of memory");
+                code = vb_cli_fail(VB_E_FAILED, "out of memory");
                 goto out;
         }
         tmpl->time_start = time(NULL);
@@ -549,14 +520,14 @@ static int cmd_backup(int argc, char **argv)
 
                 r = vb_net_plan(&loop, bs.disk, incremental, &extents, &planned_incremental, &msg);
                 if (r < 0) {
-                        code = fail(vb_error_from_net_errno(r), "%s: cannot map the disk: %s", bs.name,
-                                    msg ? msg : strerror(-r));
+                        code = vb_cli_fail(vb_error_from_net_errno(r), "%s: cannot map the disk: %s", bs.name,
+                                           msg ? msg : strerror(-r));
                         goto out;
                 }
                 incremental = planned_incremental;
                 r = dd_extents_normalize(&extents, bs.size);
                 if (r < 0) {
-                        code = fail(VB_E_SOURCE, "%s: the server's extent map is out of range", bs.name);
+                        code = vb_cli_fail(VB_E_SOURCE, "%s: the server's extent map is out of range", bs.name);
                         goto out;
                 }
                 tp_disk_source(bs.disk, &src);
@@ -567,13 +538,13 @@ static int cmd_backup(int argc, char **argv)
         } else {
                 r = dd_extents_from_fd(bs.file.fd, bs.size, &extents);
                 if (r < 0) {
-                        code = fail(VB_E_SOURCE, "%s: cannot map allocated data: %s", bs.name, strerror(-r));
+                        code = vb_cli_fail(VB_E_SOURCE, "%s: cannot map allocated data: %s", bs.name, strerror(-r));
                         goto out;
                 }
         }
         tmpl->type = incremental ? DD_BACKUP_INCREMENTAL : DD_BACKUP_FULL;
         if (incremental && !(tmpl->parent = strdup(parent->id))) {
-                code = fail(VB_E_FAILED, "out of memory");
+                code = vb_cli_fail(VB_E_FAILED, "out of memory");
                 goto out;
         }
 
@@ -585,7 +556,7 @@ static int cmd_backup(int argc, char **argv)
         r = p->drv->disk_begin(w, disk, bs.size, &dw);
         if (r < 0) {
                 p->drv->abort(w);
-                code = r == -EBADMSG ? fail(VB_E_PARENT, "the parent's index of disk %s is damaged", disk)
+                code = r == -EBADMSG ? vb_cli_fail(VB_E_PARENT, "the parent's index of disk %s is damaged", disk)
                                      : fail_errno(r, "cannot start the disk");
                 goto out;
         }
@@ -609,16 +580,16 @@ static int cmd_backup(int argc, char **argv)
                 p->drv->disk_abort(dw);
                 p->drv->abort(w);
                 if (r == -ENODATA || r == -EBADMSG)
-                        code = fail(vb_error_from_errno(r),
-                                    "disk %s offset %" PRIu64 ": the parent's chunk there is %s", disk,
-                                    st.res.failed_offset, r == -ENODATA ? "missing" : "damaged");
+                        code = vb_cli_fail(vb_error_from_errno(r),
+                                           "disk %s offset %" PRIu64 ": the parent's chunk there is %s", disk,
+                                           st.res.failed_offset, r == -ENODATA ? "missing" : "damaged");
                 else if (r == -ENOSPC || r == -EDQUOT)
-                        code = fail(VB_E_NO_SPACE, "the pool's file system is full; nothing was committed");
+                        code = vb_cli_fail(VB_E_NO_SPACE, "the pool's file system is full; nothing was committed");
                 else if (why)
-                        code = fail(vb_error_from_net_errno(r), "%s; nothing was committed", why);
+                        code = vb_cli_fail(vb_error_from_net_errno(r), "%s; nothing was committed", why);
                 else
-                        code = fail(network ? vb_error_from_net_errno(r) : vb_error_from_errno(r),
-                                    "backup failed, nothing was committed: %s", strerror(-r));
+                        code = vb_cli_fail(network ? vb_error_from_net_errno(r) : vb_error_from_errno(r),
+                                           "backup failed, nothing was committed: %s", strerror(-r));
                 goto out;
         }
         dw->bytes_read = st.res.bytes_done;
@@ -645,7 +616,7 @@ static int cmd_backup(int argc, char **argv)
                 const dd_manifest_disk *md = &done_m->disks[0];
                 double secs = (double)st.res.seconds_ns / 1e9;
 
-                if (arg_json) {
+                if (vb_cli_json) {
                         json_t *j = json_pack(
                                 "{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:f}", "id", done_m->id,
                                 "vm", vm, "disk", disk, "type", dd_backup_type_to_string(done_m->type), "parent",
@@ -657,7 +628,7 @@ static int cmd_backup(int argc, char **argv)
                                 secs);
                         if (j && network)
                                 json_add_net(j, bs.disk, &extents, incremental);
-                        code = print_json(j);
+                        code = vb_cli_print_json(j);
                 } else {
                         char a[32], b[32], d[32];
 
@@ -739,7 +710,7 @@ static int cmd_restore(int argc, char **argv)
         int c, r, code = 0;
 
         if (!opts)
-                return fail(VB_E_FAILED, "out of memory");
+                return vb_cli_fail(VB_E_FAILED, "out of memory");
         vb_net_opts_init(&no);
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 _cleanup_free_ char *err = NULL;
@@ -755,7 +726,7 @@ static int cmd_restore(int argc, char **argv)
                         vm = optarg;
                         break;
                 case 'j':
-                        arg_json = true;
+                        vb_cli_json = true;
                         break;
                 case 'h':
                         fputs(restore_help, stdout);
@@ -766,11 +737,11 @@ static int cmd_restore(int argc, char **argv)
                         if (r == 1)
                                 break;
                         vb_net_opts_clear(&no);
-                        return r < 0 ? fail(VB_E_USAGE, "%s", err ? err : "bad option") : VB_E_USAGE;
+                        return r < 0 ? vb_cli_fail(VB_E_USAGE, "%s", err ? err : "bad option") : VB_E_USAGE;
                 }
         }
         if (optind + 2 != argc || !disk || !target) {
-                code = fail(VB_E_USAGE, "pool restore needs PATH, ID, --disk and --target (see --help)");
+                code = vb_cli_fail(VB_E_USAGE, "pool restore needs PATH, ID, --disk and --target (see --help)");
                 goto out;
         }
         network = vb_is_network_url(target);
@@ -779,7 +750,7 @@ static int cmd_restore(int argc, char **argv)
                 goto out;
         r = sp_pool_find(p, argv[optind + 1], vm, &m);
         if (r == -ENOENT) {
-                code = fail(VB_E_NOT_FOUND, "restore point '%s' not found", argv[optind + 1]);
+                code = vb_cli_fail(VB_E_NOT_FOUND, "restore point '%s' not found", argv[optind + 1]);
                 goto out;
         }
         if (r < 0) {
@@ -788,12 +759,12 @@ static int cmd_restore(int argc, char **argv)
         }
         r = p->drv->reader_open(p, m, disk, &rd);
         if (r == -ENOENT) {
-                code = fail(VB_E_NOT_FOUND, "restore point %s has no disk %s", m->id, disk);
+                code = vb_cli_fail(VB_E_NOT_FOUND, "restore point %s has no disk %s", m->id, disk);
                 goto out;
         }
         if (r < 0) {
-                code = fail(vb_error_from_errno(r), "restore point %s disk %s: %s", m->id, disk,
-                            r == -EBADMSG ? "its index is damaged" : strerror(-r));
+                code = vb_cli_fail(vb_error_from_errno(r), "restore point %s disk %s: %s", m->id, disk,
+                                   r == -EBADMSG ? "its index is damaged" : strerror(-r));
                 goto out;
         }
         r = uv_loop_init(&loop);
@@ -809,20 +780,20 @@ static int cmd_restore(int argc, char **argv)
 
                 r = vb_net_open(&loop, &no, target, true, &td, &vcode, &msg);
                 if (r == -EPROTONOSUPPORT) {
-                        code = fail(VB_E_USAGE, "%s: unknown target; use a file, nbd://, nbd+unix:// or cvd://",
-                                    target);
+                        code = vb_cli_fail(VB_E_USAGE, "%s: unknown target; use a file, nbd://, nbd+unix:// or cvd://",
+                                           target);
                         goto out;
                 }
                 if (r < 0) {
-                        code = fail(vcode         ? vcode
-                                    : r == -EROFS ? VB_E_TARGET
-                                                  : vb_error_from_net_errno(r),
-                                    "%s", msg ? msg : strerror(-r));
+                        code = vb_cli_fail(vcode         ? vcode
+                                           : r == -EROFS ? VB_E_TARGET
+                                                         : vb_error_from_net_errno(r),
+                                           "%s", msg ? msg : strerror(-r));
                         goto out;
                 }
                 if (tp_disk_size(td) < rd->size) {
-                        code = fail(VB_E_TARGET, "%s holds %" PRIu64 " bytes, the disk needs %" PRIu64, target,
-                                    tp_disk_size(td), rd->size);
+                        code = vb_cli_fail(VB_E_TARGET, "%s holds %" PRIu64 " bytes, the disk needs %" PRIu64, target,
+                                           tp_disk_size(td), rd->size);
                         goto out;
                 }
                 tp_disk_target(td, &dst);
@@ -833,14 +804,14 @@ static int cmd_restore(int argc, char **argv)
                         dst.zero = file_zero;
                 } else {
                         if (asprintf(&partial, "%s.partial", target) < 0) {
-                                code = fail(VB_E_FAILED, "out of memory");
+                                code = vb_cli_fail(VB_E_FAILED, "out of memory");
                                 goto out;
                         }
                         fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
                 }
                 if (fd < 0 || (!block && ftruncate(fd, (off_t)rd->size) < 0)) {
-                        code = fail(errno == ENOSPC ? VB_E_NO_SPACE : VB_E_TARGET, "%s: %s", partial ? partial : target,
-                                    strerror(errno));
+                        code = vb_cli_fail(errno == ENOSPC ? VB_E_NO_SPACE : VB_E_TARGET, "%s: %s",
+                                           partial ? partial : target, strerror(errno));
                         goto out;
                 }
                 io.fd = fd;
@@ -859,21 +830,21 @@ static int cmd_restore(int argc, char **argv)
                              : r == -ENOSPC                 ? VB_E_NO_SPACE
                              : network                      ? vb_error_from_net_errno(r)
                                                             : VB_E_TARGET;
-                code = fail(e, "restore point %s disk %s offset %" PRIu64 ": %s; %s is incomplete", m->id, disk,
-                            st.res.failed_offset, what, partial ? partial : target);
+                code = vb_cli_fail(e, "restore point %s disk %s offset %" PRIu64 ": %s; %s is incomplete", m->id, disk,
+                                   st.res.failed_offset, what, partial ? partial : target);
                 goto out;
         }
         if (partial && rename(partial, target) < 0) {
-                code = fail(VB_E_TARGET, "%s: %s", target, strerror(errno));
+                code = vb_cli_fail(VB_E_TARGET, "%s: %s", target, strerror(errno));
                 goto out;
         }
-        if (arg_json) {
+        if (vb_cli_json) {
                 json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "id", m->id, "disk", disk, "target", target,
                                       "size", (json_int_t)rd->size, "bytes_written", (json_int_t)st.res.bytes_done,
                                       "seconds", (double)st.res.seconds_ns / 1e9);
                 if (j && network)
                         json_add_net(j, td, NULL, false);
-                code = print_json(j);
+                code = vb_cli_print_json(j);
         } else {
                 char a[32];
                 printf("Restored %s disk %s to %s (%s, %.2f s)\n", m->id, disk, target,
@@ -938,7 +909,7 @@ static int cmd_list(int argc, char **argv)
                         vm = optarg;
                         break;
                 case 'j':
-                        arg_json = true;
+                        vb_cli_json = true;
                         break;
                 case 'h':
                         fputs(list_help, stdout);
@@ -948,18 +919,18 @@ static int cmd_list(int argc, char **argv)
                 }
         }
         if (optind + 1 != argc)
-                return fail(VB_E_USAGE, "pool list needs PATH (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "pool list needs PATH (see --help)");
         code = open_pool(argv[optind], &p);
         if (code)
                 return code;
         r = sp_pool_list(p, vm, warn_problem, NULL, &v, &n);
         if (r < 0)
                 return fail_errno(r, "cannot list the pool");
-        if (arg_json) {
+        if (vb_cli_json) {
                 json_t *a = json_array();
                 for (size_t i = 0; a && i < n; i++)
                         json_array_append_new(a, manifest_summary(v[i]));
-                code = print_json(a);
+                code = vb_cli_print_json(a);
         } else {
                 printf("%-30s %-16s %-11s %-30s %s\n", "ID", "VM", "TYPE", "PARENT", "DISKS");
                 for (size_t i = 0; i < n; i++) {
@@ -991,7 +962,7 @@ static void report_problem(void *userdata, const sp_problem *pr)
 
         for (size_t i = 0; rps && i < pr->n_restore_points; i++)
                 json_array_append_new(rps, json_string(pr->restore_points[i]));
-        if (arg_json)
+        if (vb_cli_json)
                 json_array_append_new(vr->problems, json_pack("{s:s, s:s, s:s, s:o}", "kind", pr->kind, "object",
                                                               pr->object, "detail", pr->detail ? pr->detail : "",
                                                               "restore_points", rps ? rps : json_null()));
@@ -1028,7 +999,7 @@ static int cmd_verify(int argc, char **argv)
                                 end++;
                         if (*end || v < 1 || v > 100) {
                                 json_decref(vr.problems);
-                                return fail(VB_E_USAGE, "bad sample '%s' (1-100 percent)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad sample '%s' (1-100 percent)", optarg);
                         }
                         o.sample_percent = (unsigned)v;
                         break;
@@ -1036,12 +1007,12 @@ static int cmd_verify(int argc, char **argv)
                         v = strtol(optarg, &end, 10);
                         if (*end || v < 1 || v > 64) {
                                 json_decref(vr.problems);
-                                return fail(VB_E_USAGE, "bad thread count '%s' (1-64)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad thread count '%s' (1-64)", optarg);
                         }
                         o.threads = (unsigned)v;
                         break;
                 case 'j':
-                        arg_json = true;
+                        vb_cli_json = true;
                         break;
                 case 'h':
                         json_decref(vr.problems);
@@ -1054,7 +1025,7 @@ static int cmd_verify(int argc, char **argv)
         }
         if (optind >= argc) {
                 json_decref(vr.problems);
-                return fail(VB_E_USAGE, "pool verify needs PATH (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "pool verify needs PATH (see --help)");
         }
         code = open_pool(argv[optind], &p);
         if (code) {
@@ -1068,18 +1039,18 @@ static int cmd_verify(int argc, char **argv)
         r = sp_pool_verify(p, &o, &res);
         if (r == -ENOENT) {
                 json_decref(vr.problems);
-                return fail(VB_E_NOT_FOUND, "a restore point given is not in the pool");
+                return vb_cli_fail(VB_E_NOT_FOUND, "a restore point given is not in the pool");
         }
         if (r < 0) {
                 json_decref(vr.problems);
                 return fail_errno(r, "verify");
         }
-        if (arg_json)
-                print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "restore_points", (json_int_t)res.restore_points,
-                                     "chunks_checked", (json_int_t)res.chunks_checked, "bytes_checked",
-                                     (json_int_t)res.bytes_checked, "problems", (json_int_t)res.problems,
-                                     "broken_restore_points", (json_int_t)res.broken_restore_points, "details",
-                                     vr.problems));
+        if (vb_cli_json)
+                vb_cli_print_json(json_pack(
+                        "{s:I, s:I, s:I, s:I, s:I, s:o}", "restore_points", (json_int_t)res.restore_points,
+                        "chunks_checked", (json_int_t)res.chunks_checked, "bytes_checked",
+                        (json_int_t)res.bytes_checked, "problems", (json_int_t)res.problems, "broken_restore_points",
+                        (json_int_t)res.broken_restore_points, "details", vr.problems));
         else {
                 json_decref(vr.problems);
                 printf("Verified %" PRIu64 " restore points, %" PRIu64 " chunks: %" PRIu64 " problems, %" PRIu64
@@ -1119,13 +1090,13 @@ static int cmd_gc(int argc, char **argv)
                 switch (c) {
                 case 'g':
                         if (vb_parse_duration(optarg, &o.grace_seconds) < 0)
-                                return fail(VB_E_USAGE, "bad grace period '%s' (e.g. 0, 30m, 2h, 7d)", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad grace period '%s' (e.g. 0, 30m, 2h, 7d)", optarg);
                         break;
                 case 'n':
                         o.dry_run = true;
                         break;
                 case 'j':
-                        arg_json = true;
+                        vb_cli_json = true;
                         break;
                 case 'h':
                         fputs(gc_help, stdout);
@@ -1135,20 +1106,20 @@ static int cmd_gc(int argc, char **argv)
                 }
         }
         if (optind + 1 != argc)
-                return fail(VB_E_USAGE, "pool gc needs PATH (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "pool gc needs PATH (see --help)");
         code = open_pool(argv[optind], &p);
         if (code)
                 return code;
         r = sp_pool_gc(p, &o, &res);
         if (r == -EBUSY)
-                return fail(VB_E_BUSY, "another gc is running on this pool");
+                return vb_cli_fail(VB_E_BUSY, "another gc is running on this pool");
         if (r == -EBADMSG)
-                return fail(VB_E_CORRUPT, "a manifest or index is damaged; gc removes nothing until "
-                                          "`vbak pool verify` is clean");
+                return vb_cli_fail(VB_E_CORRUPT, "a manifest or index is damaged; gc removes nothing until "
+                                                 "`vbak pool verify` is clean");
         if (r < 0)
                 return fail_errno(r, "gc");
-        if (arg_json)
-                return print_json(
+        if (vb_cli_json)
+                return vb_cli_print_json(
                         json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "dry_run", o.dry_run, "chunks_marked",
                                   (json_int_t)res.chunks_marked, "chunks_kept", (json_int_t)res.chunks_kept,
                                   "chunks_removed", (json_int_t)res.chunks_removed, "bytes_removed",
@@ -1217,13 +1188,13 @@ static int cmd_prune(int argc, char **argv)
                 case 'w':
                 case 'm':
                         if (parse_count(optarg, slot) < 0)
-                                return fail(VB_E_USAGE, "bad count '%s'", optarg);
+                                return vb_cli_fail(VB_E_USAGE, "bad count '%s'", optarg);
                         break;
                 case 'n':
                         dry_run = true;
                         break;
                 case 'j':
-                        arg_json = true;
+                        vb_cli_json = true;
                         break;
                 case 'h':
                         fputs(prune_help, stdout);
@@ -1233,9 +1204,9 @@ static int cmd_prune(int argc, char **argv)
                 }
         }
         if (optind + 1 != argc || !vm)
-                return fail(VB_E_USAGE, "pool prune needs PATH and --vm (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "pool prune needs PATH and --vm (see --help)");
         if (!sp_keep_any(&k))
-                return fail(VB_E_USAGE, "give at least one --keep-* rule; prune never deletes everything");
+                return vb_cli_fail(VB_E_USAGE, "give at least one --keep-* rule; prune never deletes everything");
         code = open_pool(argv[optind], &p);
         if (code)
                 return code;
@@ -1247,7 +1218,7 @@ static int cmd_prune(int argc, char **argv)
         protect = calloc(MAX(n_writers, 1), sizeof(*protect));
         keep = calloc(MAX(n, 1), sizeof(*keep));
         if (r < 0 || !protect || !keep) {
-                code = fail(VB_E_FAILED, "cannot list running backups");
+                code = vb_cli_fail(VB_E_FAILED, "cannot list running backups");
                 goto out;
         }
         for (size_t i = 0; i < n_writers; i++)
@@ -1263,7 +1234,7 @@ static int cmd_prune(int argc, char **argv)
         for (size_t i = 0; i < n; i++) {
                 if (keep[i]) {
                         json_array_append_new(jk, json_string(v[i]->id));
-                        if (!arg_json)
+                        if (!vb_cli_json)
                                 printf("keep    %s %s\n", v[i]->id, dd_backup_type_to_string(v[i]->type));
                         continue;
                 }
@@ -1276,12 +1247,12 @@ static int cmd_prune(int argc, char **argv)
                 }
                 removed++;
                 json_array_append_new(jr, json_string(v[i]->id));
-                if (!arg_json)
+                if (!vb_cli_json)
                         printf("%s  %s %s\n", dry_run ? "would remove" : "remove", v[i]->id,
                                dd_backup_type_to_string(v[i]->type));
         }
-        if (arg_json) {
-                code = print_json(json_pack("{s:b, s:O, s:O}", "dry_run", dry_run, "kept", jk, "removed", jr));
+        if (vb_cli_json) {
+                code = vb_cli_print_json(json_pack("{s:b, s:O, s:O}", "dry_run", dry_run, "kept", jk, "removed", jr));
         }
 out:
         json_decref(jk);
@@ -1309,7 +1280,7 @@ static int cmd_stats(int argc, char **argv)
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 switch (c) {
                 case 'j':
-                        arg_json = true;
+                        vb_cli_json = true;
                         break;
                 case 'h':
                         fputs(stats_help, stdout);
@@ -1319,21 +1290,21 @@ static int cmd_stats(int argc, char **argv)
                 }
         }
         if (optind + 1 != argc)
-                return fail(VB_E_USAGE, "pool stats needs PATH (see --help)");
+                return vb_cli_fail(VB_E_USAGE, "pool stats needs PATH (see --help)");
         code = open_pool(argv[optind], &p);
         if (code)
                 return code;
         r = sp_pool_stats(p, &s);
         if (r < 0)
                 return fail_errno(r, "stats");
-        if (arg_json)
-                return print_json(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "type", p->drv->name,
-                                            "restore_points", (json_int_t)s.restore_points, "chunks",
-                                            (json_int_t)s.chunks, "logical_bytes", (json_int_t)s.logical_bytes,
-                                            "data_bytes", (json_int_t)s.data_bytes, "unique_bytes",
-                                            (json_int_t)s.unique_bytes, "stored_bytes", (json_int_t)s.stored_bytes,
-                                            "dedup_ratio", ratio(s.data_bytes, s.unique_bytes), "compression_ratio",
-                                            ratio(s.unique_bytes, s.stored_bytes)));
+        if (vb_cli_json)
+                return vb_cli_print_json(
+                        json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "type", p->drv->name,
+                                  "restore_points", (json_int_t)s.restore_points, "chunks", (json_int_t)s.chunks,
+                                  "logical_bytes", (json_int_t)s.logical_bytes, "data_bytes", (json_int_t)s.data_bytes,
+                                  "unique_bytes", (json_int_t)s.unique_bytes, "stored_bytes",
+                                  (json_int_t)s.stored_bytes, "dedup_ratio", ratio(s.data_bytes, s.unique_bytes),
+                                  "compression_ratio", ratio(s.unique_bytes, s.stored_bytes)));
         char a[32], b[32], d[32], e[32];
         printf("pool:              %s (%s)\n", p->path, p->drv->name);
         printf("restore points:    %" PRIu64 "\n", s.restore_points);
@@ -1382,5 +1353,5 @@ int vb_cli_pool(int argc, char **argv)
                         optind = 1;
                         return verbs[i].fn(argc - 1, argv + 1);
                 }
-        return fail(VB_E_USAGE, "unknown verb 'pool %s' (see vbak pool --help)", argv[1]);
+        return vb_cli_fail(VB_E_USAGE, "unknown verb 'pool %s' (see vbak pool --help)", argv[1]);
 }

@@ -16,6 +16,7 @@
 #include "daemon/catalog.h"
 #include "daemon/config.h"
 #include "daemon/credstore.h"
+#include "daemon/work.h"
 
 typedef struct vb_daemon {
         uv_loop_t *loop;
@@ -26,11 +27,6 @@ typedef struct vb_daemon {
         vb_credstore *creds;
         time_t started;
 } vb_daemon;
-
-/* Runs fn(ctx) on a worker thread, then done(ctx, its result) on the loop. */
-typedef int (*vb_work_fn)(void *ctx);
-typedef void (*vb_work_done_fn)(void *ctx, int r);
-int vb_work_queue(uv_loop_t *loop, vb_work_fn fn, vb_work_done_fn done, void *ctx);
 
 /* The resources, each in its own file. */
 int vb_api_platforms_register(vb_daemon *d);

@@ -23,6 +23,7 @@
 
 #include "daemon/log.h"
 #include "daemon/util.h"
+#include "daemon/work.h"
 #include "storagepool/pipeline.h"
 
 typedef struct vmb_disk {
@@ -376,6 +377,26 @@ static void disk_transferred(void *userdata, int r, const sp_transfer_result *re
         disk_next(b);
 }
 
+/* The manifest is written and fsync'd: off the loop. */
+static int commit_work(void *ctx)
+{
+        vmb *b = ctx;
+
+        return b->o.pool->drv->commit(b->w, &b->res.m);
+}
+
+static void committed(void *ctx, int r)
+{
+        vmb *b = ctx;
+
+        b->w = NULL; /* commit frees the writer, also on failure */
+        if (r < 0)
+                return fail(b, vb_error_from_errno(r), "vm %s: committing the restore point: %s", b->res.vm.name,
+                            strerror(-r));
+        b->cur = 0;
+        release_next(b);
+}
+
 static void disk_next(vmb *b)
 {
         vmb_disk *vd;
@@ -386,13 +407,10 @@ static void disk_next(vmb *b)
         if (b->cur == b->n_disks) {
                 step(b, "committing the restore point");
                 b->w->m->time_end = time(NULL);
-                k = b->o.pool->drv->commit(b->w, &b->res.m);
-                b->w = NULL;
+                k = vb_work_queue(b->loop, commit_work, committed, b);
                 if (k < 0)
-                        return fail(b, vb_error_from_errno(k), "vm %s: committing the restore point: %s",
-                                    b->res.vm.name, strerror(-k));
-                b->cur = 0;
-                return release_next(b);
+                        fail_start(b, k, "committing the restore point");
+                return;
         }
         vd = &b->disks[b->cur];
         step(b, "disk %s", vd->hv->device);
@@ -704,6 +722,9 @@ static void cbt_checked(void *userdata, vb_error r, const char *msg, bool valid,
         maybe_shutdown(b);
 }
 
+static int parent_work(void *ctx);
+static void parent_found(void *ctx, int k);
+
 static void parent_find(vmb *b)
 {
         int k;
@@ -711,7 +732,23 @@ static void parent_find(vmb *b)
         b->want_incremental = false;
         if (!b->o.incremental)
                 return maybe_shutdown(b);
-        k = sp_pool_find(b->o.pool, "latest", b->res.vm.name, &b->parent);
+        /* Finding the latest reads the VM's manifests: off the loop. */
+        k = vb_work_queue(b->loop, parent_work, parent_found, b);
+        if (k < 0)
+                fail_start(b, k, "the latest restore point");
+}
+
+static int parent_work(void *ctx)
+{
+        vmb *b = ctx;
+
+        return sp_pool_find(b->o.pool, "latest", b->res.vm.name, &b->parent);
+}
+
+static void parent_found(void *ctx, int k)
+{
+        vmb *b = ctx;
+
         if (k == -ENOENT) {
                 note(b, "no earlier restore point of vm %s in the pool: a full backup", b->res.vm.name);
                 return maybe_shutdown(b);

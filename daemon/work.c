@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * work.c -- vb_work_queue (daemon.h): a function on libuv's worker pool and
+ * work.c -- vb_work_queue (work.h): a function on libuv's worker pool and
  * its completion on the loop, without a uv_work_t in every caller.
  */
 #include <errno.h>
 #include <stdlib.h>
 
-#include "daemon/daemon.h"
+#include "daemon/work.h"
 
 typedef struct work {
         uv_work_t req;

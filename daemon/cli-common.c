@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cli-common.c -- errors and JSON output of the command line (cli-common.h).
+ */
+#include "daemon/cli-common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+bool vb_cli_json;
+
+int vb_cli_fail(vb_error code, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "vbak: %s [E%d %s]\n", msg, code, vb_error_name(code));
+        if (vb_cli_json) {
+                json_t *j = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", code, "name", vb_error_name(code),
+                                      "message", msg);
+                if (j) {
+                        json_dumpf(j, stdout, JSON_COMPACT);
+                        fputc('\n', stdout);
+                        json_decref(j);
+                }
+        }
+        return code;
+}
+
+int vb_cli_print_json(json_t *j)
+{
+        if (!j)
+                return vb_cli_fail(VB_E_FAILED, "out of memory");
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+        fflush(stdout);
+        json_decref(j);
+        return 0;
+}

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cli-common.h -- what every verb of the command line prints the same way:
+ * errors (a line on stderr with the stable code, and with --json also
+ * {"error": {...}} on stdout) and JSON results.
+ */
+#ifndef VB_CLI_COMMON_H
+#define VB_CLI_COMMON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "daemon/error.h"
+#include "daemon/util.h"
+
+/* --json was given: errors go to stdout as JSON too. */
+extern bool vb_cli_json;
+
+/* Prints the error; returns code, the command's exit code. */
+_printf_(2, 3) int vb_cli_fail(vb_error code, const char *fmt, ...);
+
+/* Prints j indented on stdout and frees it; 0, or a failure for NULL (out of memory). */
+int vb_cli_print_json(json_t *j);
+
+#endif
