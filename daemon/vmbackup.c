@@ -7,9 +7,9 @@
  * that starts an asynchronous call whose callback starts the next step.
  * fail() records the first error and jumps to the cleanup chain (close the
  * disks, delete the snapshot, start the VM again), which always runs to
- * its end and then reports. Writing into the pool (begin, disk_begin,
- * disk_end, commit) is synchronous file I/O on the loop thread, short next
- * to the disks' data, which moves through the pipeline.
+ * its end and then reports. Finding the parent (reading manifests) and the
+ * commit (writing and fsyncing the manifest) run on the worker pool; begin,
+ * disk_begin and disk_end are short file operations left on the loop.
  */
 #include "daemon/vmbackup.h"
 
