@@ -35,6 +35,8 @@
 #define IDLE_MAX 8
 /* The pause before a request refused with 401 is sent again (see retry_later()). */
 #define AUTH_RETRY_MS 1100
+/* How many times a 401 to a Digest answer is tried again (see retry_later()). */
+#define AUTH_RETRIES 2
 
 typedef struct sock_ctx {
         uv_poll_t poll;
@@ -55,7 +57,7 @@ typedef struct req {
         char *body;
         size_t body_len, body_cap;
         bool too_large;
-        bool retried;      /* the one retry after a refused Digest answer was made */
+        unsigned retries;  /* retries made after a refused Digest answer */
         uint64_t retry_at; /* uv_now() when it waits for that retry, else 0 */
         /* Headers of the response being received. */
         char *content_type, *charset, *error_code, *error_message, *total;
@@ -251,7 +253,16 @@ static void on_retry_timer(uv_timer_t *t)
                 if (!q->retry_at)
                         continue;
                 if (q->retry_at <= now) {
+                        /* A copy of the handle has the request's options but
+                         * none of its Digest state: a fresh challenge, a
+                         * fresh nonce. */
+                        CURL *fresh = curl_easy_duphandle(q->easy);
+
                         q->retry_at = 0;
+                        if (fresh) {
+                                curl_easy_cleanup(q->easy);
+                                q->easy = fresh;
+                        }
                         if (curl_multi_add_handle(c->multi, q->easy) != CURLM_OK)
                                 log_debug("CVM %s: %s %s: cannot retry", c->cvm, q->method, q->path);
                 } else if (!next || q->retry_at < next) {
@@ -262,22 +273,25 @@ static void on_retry_timer(uv_timer_t *t)
                 uv_timer_start(&c->retry_timer, on_retry_timer, next - now, 0);
 }
 
-/* A 401 to a Digest answer is sent again once, a little later, with a
- * fresh challenge. Servers that derive the nonce from the time (in seconds)
- * and the path, such as libmicrohttpd, hand two clients challenged together
- * the same nonce, and then refuse the second one's nonce count as a replay;
- * a wrong password simply fails twice (Python's requests also answers one
- * 401 more than the handshake needs). Returns true when q waits for it. */
+/* A 401 to a Digest answer is sent again, up to AUTH_RETRIES times, a
+ * little later (in another second) and on a copy of the handle, so with a
+ * fresh challenge and nonce. Servers that derive the nonce from the time
+ * (in seconds) and the path, such as libmicrohttpd, hand two clients
+ * challenged together the same nonce and then refuse the second one's nonce
+ * count as a replay; a wrong password simply fails each time (Python's
+ * requests also answers one 401 more than the handshake needs). Returns true
+ * when q waits for it. */
 static bool retry_later(req *q)
 {
         cas_http *c = q->c;
         long status = 0, avail = 0;
 
-        if (q->retried || curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status != 401 ||
-            curl_easy_getinfo(q->easy, CURLINFO_HTTPAUTH_AVAIL, &avail) != CURLE_OK || !(avail & CURLAUTH_DIGEST))
+        if (q->retries >= AUTH_RETRIES || curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
+            status != 401 || curl_easy_getinfo(q->easy, CURLINFO_HTTPAUTH_AVAIL, &avail) != CURLE_OK ||
+            !(avail & CURLAUTH_DIGEST))
                 return false;
         curl_multi_remove_handle(c->multi, q->easy);
-        q->retried = true;
+        q->retries++;
         q->retry_at = uv_now(c->loop) + AUTH_RETRY_MS;
         q->errbuf[0] = 0;
         req_reset_response(q);
