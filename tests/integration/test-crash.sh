@@ -24,8 +24,13 @@ slow_backup() {
                 "$VBAK" pool backup "$pool" --vm vm1 --disk vda --source "$src" "$@" >slow.out 2>slow.err &
         slow_pid=$!
         vbak_pid=
+        # strace's child once it has become vbak: the process itself, not
+        # one of its threads, and not the fork before its exec.
         for _ in $(seq 100); do
-                vbak_pid=$(pgrep -P "$slow_pid" | head -n 1 || true)
+                for p in $(pgrep -P "$slow_pid" || true); do
+                        [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$(readlink -f "$VBAK")" ]] &&
+                                grep -qx "Tgid:[[:space:]]*$p" "/proc/$p/status" 2>/dev/null && vbak_pid=$p
+                done
                 [[ -n $vbak_pid ]] && return 0
                 sleep 0.02
         done
