@@ -906,13 +906,46 @@ static void inv_fail_errno(inv_op *op, int k, const char *step)
 
 static void inv_pump(inv_op *op);
 
+typedef struct inv_vm {
+        inv_op *op;
+        size_t i;
+} inv_vm;
+
+/* A VM the CVM lists but cannot show (its host stopped answering: 402, or
+ * it went away since the list: 1001) stays in the inventory as the list
+ * has it, so that a backup of it fails on its own, with its reason. */
+static int inv_vm_stub(inv_op *op, size_t i)
+{
+        json_t *item = json_array_get(op->vm_ids, i);
+        vb_hv_vm *vm = &op->inv.vms[i];
+        bool oom = false;
+
+        vb_hv_vm_clear(vm);
+        vm->id = dup_str(item, "id", &oom);
+        vm->uuid = dup_str(item, "uuid", &oom);
+        vm->name = dup_str(item, "name", &oom);
+        vm->title = dup_str(item, "title", &oom);
+        vm->host_id = dup_str(item, "hostId", &oom);
+        vm->cluster_id = dup_str(item, "clusterId", &oom);
+        vm->pool_id = dup_str(item, "hostPoolId", &oom);
+        vm->state = VB_VM_UNKNOWN;
+        return oom ? -ENOMEM : 0;
+}
+
 static void inv_vm_done(void *ctx, vb_error r, const char *msg)
 {
-        inv_op *op = ctx;
+        inv_vm *x = ctx;
+        inv_op *op = x->op;
 
         op->pending--;
-        if (r != VB_OK)
+        if (r == VB_E_NOT_FOUND) {
+                log_warning("%s: listed as it is in the VM list only", msg);
+                if (inv_vm_stub(op, x->i) < 0)
+                        inv_fail_errno(op, -ENOMEM, "VMs");
+        } else if (r != VB_OK) {
                 inv_fail(op, r, msg);
+        }
+        free(x);
         inv_pump(op);
 }
 
@@ -929,8 +962,16 @@ static void inv_pump(inv_op *op)
         while (op->r == VB_OK && op->vms_phase && op->pending < CAS_INVENTORY_PARALLEL && op->next_vm < op->inv.n_vms) {
                 size_t i = op->next_vm++;
                 json_t *d = json_array_get(op->vm_ids, i);
-                int k = vm_fetch_start(op->hv, json_string_value(json_object_get(d, "id")),
-                                       json_string_value(json_object_get(d, "name")), &op->inv.vms[i], inv_vm_done, op);
+                inv_vm *x = malloc(sizeof(*x));
+                int k = x ? 0 : -ENOMEM;
+
+                if (x) {
+                        *x = (inv_vm){ .op = op, .i = i };
+                        k = vm_fetch_start(op->hv, cas_get_str(d, "id"), cas_get_str(d, "name"), &op->inv.vms[i],
+                                           inv_vm_done, x);
+                        if (k < 0)
+                                free(x);
+                }
                 if (k < 0)
                         inv_fail_errno(op, k, "reading a VM");
                 else
@@ -1059,13 +1100,13 @@ static void inv_vmlist(void *ctx, vb_error r, const char *msg, json_t *doc, cons
                 return inv_pump(op);
         json_array_foreach(l, i, item)
         {
-                const char *id = cas_get_str(item, "id"), *name = cas_get_str(item, "name");
+                const char *id = cas_get_str(item, "id");
 
                 if (!id || !*id) {
                         inv_fail_errno(op, -EBADMSG, "vmList");
                         return inv_pump(op);
                 }
-                if (json_array_append_new(op->vm_ids, json_pack("{s:s, s:s?}", "id", id, "name", name)) < 0) {
+                if (json_array_append(op->vm_ids, item) < 0) { /* the whole item: see inv_vm_stub() */
                         inv_fail_errno(op, -ENOMEM, "vmList");
                         return inv_pump(op);
                 }
@@ -1379,21 +1420,6 @@ fail:
 
 /* ---- snapshots (§3.4) and guest quiesce (§3.8) ---- */
 
-/* Names of our snapshots: "vbak-YYYYMMDD-HHMMSS-XXXX" (UTC, 4 random hex
- * digits), also the checkpoint an external one leaves on the disks. */
-static int snapshot_name(char **ret)
-{
-        uint8_t rnd[2];
-        char when[32];
-        struct tm tm;
-        time_t now = time(NULL);
-
-        if (vb_random_bytes(rnd, sizeof(rnd)) < 0 || !gmtime_r(&now, &tm))
-                return -EIO;
-        strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
-        return asprintf(ret, "vbak-%s-%02x%02x", when, rnd[0], rnd[1]) < 0 ? -ENOMEM : 0;
-}
-
 typedef struct snap_op {
         vb_hv *hv;
         vm_ref vm;
@@ -1544,7 +1570,7 @@ static void snap_frozen(void *ctx, vb_error r, const char *msg, json_t *doc, con
         snap_take(o);
 }
 
-static int cas_snapshot_create(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type type, bool quiesce,
+static int cas_snapshot_create(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type type, bool quiesce, const char *name,
                                vb_hv_snapshot_fn done, void *userdata)
 {
         snap_op *o;
@@ -1565,7 +1591,10 @@ static int cas_snapshot_create(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type t
                         .quiesce = quiesce && vm->state == VB_VM_RUNNING,
                         .done = done,
                         .userdata = userdata };
-        k = snapshot_name(&o->s.name);
+        if (name)
+                k = (o->s.name = strdup(name)) ? 0 : -ENOMEM;
+        else
+                k = vb_hv_snapshot_name(&o->s.name);
         if (k >= 0)
                 k = vm_ref_set(&o->vm, vm->id, vm->name);
         if (k < 0) {

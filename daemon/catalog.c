@@ -47,6 +47,7 @@ static const char *const run_kind_table[_VB_RUN_KIND_MAX] = {
 static const char *const run_status_table[_VB_RUN_STATUS_MAX] = {
         [VB_RUN_WAITING] = "waiting", [VB_RUN_RUNNING] = "running", [VB_RUN_SUCCEEDED] = "succeeded",
         [VB_RUN_PARTIAL] = "partial", [VB_RUN_FAILED] = "failed",   [VB_RUN_STOPPED] = "stopped",
+        [VB_RUN_SKIPPED] = "skipped",
 };
 
 static const char *const run_vm_status_table[_VB_RUN_VM_STATUS_MAX] = {

@@ -195,6 +195,7 @@ typedef enum vb_run_status {
         VB_RUN_PARTIAL,
         VB_RUN_FAILED,
         VB_RUN_STOPPED,
+        VB_RUN_SKIPPED, /* the job's precondition did not pass */
         _VB_RUN_STATUS_MAX,
         _VB_RUN_STATUS_INVALID = -1,
 } vb_run_status;

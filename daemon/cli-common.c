@@ -6,6 +6,9 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+#include "daemon/client.h"
 
 bool vb_cli_json;
 
@@ -39,4 +42,20 @@ int vb_cli_print_json(json_t *j)
         fflush(stdout);
         json_decref(j);
         return 0;
+}
+
+int vb_cli_call(const char *socket, const char *method, const char *path, json_t *body, json_t **reply)
+{
+        char *message = NULL;
+        vb_error r;
+
+        *reply = NULL;
+        r = vb_client_call(socket, method, path, body, reply, &message);
+        if (r != VB_OK) {
+                r = vb_cli_fail(r, "%s", message ?: "failed");
+                json_decref(*reply);
+                *reply = NULL;
+        }
+        free(message);
+        return r;
 }

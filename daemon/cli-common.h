@@ -22,4 +22,8 @@ _printf_(2, 3) int vb_cli_fail(vb_error code, const char *fmt, ...);
 /* Prints j indented on stdout and frees it; 0, or a failure for NULL (out of memory). */
 int vb_cli_print_json(json_t *j);
 
+/* One request to vbakd (daemon/client.h): 0 with *reply (a new reference),
+ * or the error printed and its code returned (*reply NULL). */
+int vb_cli_call(const char *socket, const char *method, const char *path, json_t *body, json_t **reply);
+
 #endif

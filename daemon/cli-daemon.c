@@ -133,14 +133,7 @@ static int parse(int argc, char **argv, void (*help)(FILE *f), args *a)
 /* One call; *reply on success, else the exit code printed. */
 static int call(const args *a, const char *method, const char *path, json_t *body, json_t **reply)
 {
-        _cleanup_free_ char *message = NULL;
-        vb_error r = vb_client_call(a->socket, method, path, body, reply, &message);
-
-        if (r == VB_OK)
-                return 0;
-        json_decref(*reply);
-        *reply = NULL;
-        return vb_cli_fail(r, "%s", message ?: "failed");
+        return vb_cli_call(a->socket, method, path, body, reply);
 }
 
 static void args_done(args *a)

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "daemon/cli-common.h"
+#include "daemon/cli-daemon-pool.h"
 #include "daemon/error.h"
 #include "daemon/progress.h"
 #include "daemon/util.h"
@@ -1340,6 +1341,13 @@ void vb_cli_pool_help(FILE *f)
         fputs("Usage: vbak pool VERB PATH [OPTIONS]   (vbak pool VERB --help for each)\n", f);
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 fprintf(f, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
+        fputs("\nThe pools vbakd writes into, through the daemon (vbak pool add --help):\n"
+              "  add NAME --path PATH [--type dedup|standard]   register (or create) a pool\n"
+              "  list               the registered pools (with PATH: the restore points above)\n"
+              "  show NAME          one pool and its sizes\n"
+              "  remove NAME        unregister a pool (its data stays)\n"
+              "  rescan NAME        read its restore points into vbakd's catalog again\n",
+              f);
 }
 
 int vb_cli_pool(int argc, char **argv)
@@ -1348,6 +1356,9 @@ int vb_cli_pool(int argc, char **argv)
                 vb_cli_pool_help(argc < 2 ? stderr : stdout);
                 return argc < 2 ? VB_E_USAGE : 0;
         }
+        /* add, show, remove, rescan, and list without a PATH: vbakd's pools. */
+        if (vb_cli_daemon_pool_wants(argc, argv))
+                return vb_cli_daemon_pool(argc, argv);
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(argv[1], verbs[i].name)) {
                         optind = 1;

@@ -112,10 +112,12 @@ vb_error vb_client_call(const char *socket, const char *method, const char *path
         err = json_object_get(j, "error");
         if (json_is_object(err) && json_is_integer(json_object_get(err, "code"))) {
                 const char *field = json_string_value(json_object_get(err, "field"));
+                const char *what = json_string_value(json_object_get(err, "message")) ?: "no message";
+                /* The daemon's messages about a field start with its name already. */
+                bool named = field && strncmp(what, field, strlen(field)) == 0;
 
                 r = (vb_error)json_integer_value(json_object_get(err, "code"));
-                say(message, r, "%s%s%s", field ?: "", field ? ": " : "",
-                    json_string_value(json_object_get(err, "message")) ?: "no message");
+                say(message, r, "%s%s%s", field && !named ? field : "", field && !named ? ": " : "", what);
         } else {
                 r = say(message, VB_E_PROTOCOL, "vbakd answered %ld", status);
         }

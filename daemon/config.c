@@ -138,6 +138,9 @@ const struct vb_config_key vb_config_keys[] = {
                      "age an unreferenced chunk must reach before garbage collection removes it"),
         KEY_ENUM("transport_log_level", transport_log_level, transport_log_levels,
                  VB_CONFIG_TRANSPORT_LOG_LEVEL_DEFAULT, false, "level of the transport's own log file"),
+        KEY_INT("cvd_port", cvd_port, 1, 65535, "8192", false, "the port of the disk service (vbak-cvd) on the hosts"),
+        KEY_STRING("cvd_token_file", cvd_token_file, check_absolute_path, "an absolute path", "/etc/vbak/cvd.token",
+                   false, "the token the disk services on the hosts share with the backup host"),
 };
 
 const size_t vb_config_n_keys = ELEMENTSOF(vb_config_keys);

@@ -43,6 +43,8 @@ struct vb_config {
         int fsync;               /* sp_fsync (storagepool/sp.h) */
         uint64_t gc_grace;       /* seconds */
         int transport_log_level; /* LOG_INFO, LOG_WARNING or LOG_ERR */
+        int cvd_port;            /* the hosts' disk service */
+        char *cvd_token_file;    /* absolute path */
 };
 
 enum vb_config_type {

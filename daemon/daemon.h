@@ -25,10 +25,14 @@ typedef struct vb_daemon {
         vb_api *api;
         vb_catalog *catalog;
         vb_credstore *creds;
+        struct vb_runner *runner; /* runs, retries, the scheduler */
         time_t started;
 } vb_daemon;
 
 /* The resources, each in its own file. */
-int vb_api_platforms_register(vb_daemon *d);
+int vb_api_platforms_register(vb_daemon *d); /* api-platforms.c: platforms, inventory */
+int vb_api_pools_register(vb_daemon *d);     /* api-pools.c: pools, restore points */
+int vb_api_jobs_register(vb_daemon *d);      /* api-jobs.c: jobs */
+int vb_api_runs_register(vb_daemon *d);      /* api-runs.c: start, stop, runs, retry, progress */
 
 #endif

@@ -29,6 +29,7 @@ static const char *const names[_VB_ERROR_MAX] = {
         [VB_E_AUTH] = "auth",
         [VB_E_REFUSED] = "refused",
         [VB_E_PROTOCOL] = "protocol",
+        [VB_E_SCRIPT] = "script",
 };
 
 const char *vb_error_name(vb_error e)

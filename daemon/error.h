@@ -29,6 +29,7 @@ typedef enum vb_error {
         VB_E_AUTH = 18,          /* the peer refused our credentials */
         VB_E_REFUSED = 19,       /* the peer refused the request (path not served, too many clients, busy disk) */
         VB_E_PROTOCOL = 20,      /* the peer broke the protocol (malformed or unexpected message) */
+        VB_E_SCRIPT = 21,        /* a job's pre or post script failed or outlived its timeout */
         _VB_ERROR_MAX,
 } vb_error;
 

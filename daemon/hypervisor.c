@@ -7,8 +7,11 @@
 #include "daemon/hypervisor.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/util.h"
 
@@ -233,4 +236,17 @@ json_t *vb_hv_inventory_to_json(const vb_hv_inventory *inv)
         for (size_t i = 0; i < inv->n_vms; i++)
                 json_array_append_new(vms, vb_hv_vm_to_json(&inv->vms[i], true));
         return json_pack("{s:o, s:o, s:o, s:o}", "hostPools", pools, "clusters", clusters, "hosts", hosts, "vms", vms);
+}
+
+int vb_hv_snapshot_name(char **ret)
+{
+        uint8_t rnd[2];
+        char when[32];
+        struct tm tm;
+        time_t now = time(NULL);
+
+        if (vb_random_bytes(rnd, sizeof(rnd)) < 0 || !gmtime_r(&now, &tm))
+                return -EIO;
+        strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
+        return asprintf(ret, "vbak-%s-%02x%02x", when, rnd[0], rnd[1]) < 0 ? -ENOMEM : 0;
 }

@@ -158,10 +158,13 @@ typedef struct vb_hv_driver {
         /* Whether an incremental may trust the VM's changed-block tracking. */
         int (*cbt_check)(vb_hv *hv, const vb_hv_vm *vm, vb_hv_cbt_fn done, void *userdata);
 
-        /* On failure s is NULL, or names a snapshot that may still appear
-         * (its task outlived the timeout): the caller deletes it, and
-         * snapshot_delete waits for that task first. */
-        int (*snapshot_create)(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type type, bool quiesce,
+        /* name: the snapshot's name, chosen (vb_hv_snapshot_name) and
+         * recorded by the caller first so that a crash never leaves a
+         * snapshot nobody knows of; NULL: the driver picks one. On failure
+         * s is NULL, or names a snapshot that may still appear (its task
+         * outlived the timeout): the caller deletes it, and snapshot_delete
+         * waits for that task first. */
+        int (*snapshot_create)(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type type, bool quiesce, const char *name,
                                vb_hv_snapshot_fn done, void *userdata);
         int (*snapshot_delete)(vb_hv *hv, const vb_hv_vm *vm, const char *name, vb_hv_done_fn done, void *userdata);
 
@@ -201,6 +204,9 @@ int vb_hv_snapshot_copy(const vb_hv_snapshot *src, vb_hv_snapshot *dst);
 void vb_hv_snapshot_clear(vb_hv_snapshot *s);
 int vb_hv_disk_source_copy(const vb_hv_disk_source *src, vb_hv_disk_source *dst);
 void vb_hv_disk_source_clear(vb_hv_disk_source *s);
+/* A new snapshot name: "vbak-YYYYMMDD-HHMMSS-XXXX" (UTC, 4 random hex
+ * digits); an external snapshot's name is also the checkpoint it leaves. */
+int vb_hv_snapshot_name(char **ret);
 const char *vb_snapshot_type_to_string(vb_snapshot_type t);
 /* -1 when s names no type. */
 int vb_snapshot_type_from_string(const char *s);

@@ -10,7 +10,10 @@
 
 #include "daemon/cli-cas.h"
 #include "daemon/cli-cvd.h"
+#include "daemon/cli-daemon-pool.h"
 #include "daemon/cli-daemon.h"
+#include "daemon/cli-job.h"
+#include "daemon/cli-run.h"
 #include "daemon/cli-pool.h"
 #include "daemon/error.h"
 #include "daemon/log.h"
@@ -31,6 +34,9 @@ static void help(FILE *f)
               "  status     ask vbakd whether it runs; see vbak status --help\n"
               "  platform   the platforms vbakd backs up (add, list, show, update, remove)\n"
               "  inventory  a platform's VMs, through vbakd\n"
+              "  job        backup jobs (create, list, show, modify, clone, remove, start, stop)\n"
+              "  run        a job's runs (list, show, retry); --follow shows their progress\n"
+              "  restore-point  the restore points vbakd knows (list, show)\n"
               "  help       show this text\n"
               "  version    show the version\n\n"
               "Exit codes are listed in docs/error-codes.md. VBAK_LOG_LEVEL sets the log level.\n",
@@ -64,6 +70,12 @@ int main(int argc, char **argv)
                 return vb_cli_platform(argc - 1, argv + 1);
         if (streq(argv[1], "inventory"))
                 return vb_cli_inventory(argc - 1, argv + 1);
+        if (streq(argv[1], "job"))
+                return vb_cli_job(argc - 1, argv + 1);
+        if (streq(argv[1], "run"))
+                return vb_cli_run(argc - 1, argv + 1);
+        if (streq(argv[1], "restore-point"))
+                return vb_cli_restore_point(argc - 1, argv + 1);
         fprintf(stderr, "vbak: unknown command '%s' (see vbak --help) [E%d %s]\n", argv[1], VB_E_USAGE,
                 vb_error_name(VB_E_USAGE));
         return VB_E_USAGE;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 
 #include "daemon/api.h"
 #include "daemon/config.h"
+#include "daemon/runner.h"
 #include "daemon/daemon.h"
 #include "daemon/error.h"
 #include "daemon/log.h"
@@ -37,6 +39,7 @@ typedef struct daemon {
         vb_daemon d;
         uv_signal_t sigterm, sigint;
         bool stopping;
+        int lock_fd; /* STATE/vbakd.lock, held while the daemon runs */
 } daemon_t;
 
 static void help(FILE *f)
@@ -84,7 +87,31 @@ static void on_signal(uv_signal_t *s, int signum)
         log_info("signal %d: stopping", signum);
         uv_close((uv_handle_t *)&x->sigterm, NULL);
         uv_close((uv_handle_t *)&x->sigint, NULL);
+        vb_runner_shutdown(x->d.runner);
         vb_api_close(TAKE_PTR(x->d.api), api_closed, x);
+}
+
+/* One daemon per state dir: two would clean up each other's runs as if
+ * they were left by a crash. The lock goes with the process. */
+static int lock_state_dir(daemon_t *x)
+{
+        _cleanup_free_ char *path = NULL;
+        int fd;
+
+        if (asprintf(&path, "%s/vbakd.lock", x->d.cfg.state_dir) < 0)
+                return VB_E_FAILED;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                log_error("%s: %s", path, strerror(errno));
+                return vb_error_from_errno(-errno);
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                log_error("another vbakd uses state dir %s", x->d.cfg.state_dir);
+                close(fd);
+                return VB_E_BUSY;
+        }
+        x->lock_fd = fd;
+        return 0;
 }
 
 static int setup(daemon_t *x, const vb_api_opts *ao)
@@ -98,6 +125,9 @@ static int setup(daemon_t *x, const vb_api_opts *ao)
                 log_error("state dir %s: %s", d->cfg.state_dir, strerror(-r));
                 return vb_error_from_errno(r);
         }
+        r = lock_state_dir(x);
+        if (r != 0)
+                return r;
         r = vb_catalog_open(d->cfg.state_dir, &d->catalog);
         if (r < 0) {
                 log_error("catalog in %s: %s", d->cfg.state_dir, strerror(-r));
@@ -113,13 +143,19 @@ static int setup(daemon_t *x, const vb_api_opts *ao)
                 log_error("control API: %s", err ?: strerror(-r));
                 return r == -EADDRINUSE ? VB_E_BUSY : r == -EINVAL ? VB_E_USAGE : vb_error_from_errno(r);
         }
-        if (vb_api_route(d->api, "GET", "/v1/version", get_version, d) < 0 || vb_api_platforms_register(d) < 0)
+        r = vb_runner_new(d, &d->runner);
+        if (r < 0)
+                return VB_E_FAILED;
+        if (vb_api_route(d->api, "GET", "/v1/version", get_version, d) < 0 || vb_api_platforms_register(d) < 0 ||
+            vb_api_pools_register(d) < 0 || vb_api_jobs_register(d) < 0 || vb_api_runs_register(d) < 0)
                 return VB_E_FAILED;
         uv_signal_init(d->loop, &x->sigterm);
         uv_signal_init(d->loop, &x->sigint);
         x->sigterm.data = x->sigint.data = x;
         uv_signal_start(&x->sigterm, on_signal, SIGTERM);
         uv_signal_start(&x->sigint, on_signal, SIGINT);
+        /* What a dead daemon left behind goes first; then the scheduler. */
+        vb_runner_recover(d->runner, NULL, NULL);
         log_info("vbakd %s: state %s, API on %s%s%s", VB_VERSION, d->cfg.state_dir, d->socket_path,
                  ao->tcp ? " and tcp " : "", ao->tcp ?: "");
         return 0;
@@ -224,9 +260,13 @@ int main(int argc, char **argv)
         r = setup(&x, &ao);
         if (r == 0)
                 uv_run(d->loop, UV_RUN_DEFAULT);
-        else if (d->api)
-                vb_api_close(TAKE_PTR(d->api), api_closed, &x), uv_run(d->loop, UV_RUN_DEFAULT);
+        else if (d->api) {
+                vb_runner_shutdown(d->runner);
+                vb_api_close(TAKE_PTR(d->api), api_closed, &x);
+                uv_run(d->loop, UV_RUN_DEFAULT);
+        }
         log_info("vbakd stopped");
+        vb_runner_free(d->runner);
         vb_credstore_free(d->creds);
         vb_catalog_close(d->catalog);
         free(d->socket_path);

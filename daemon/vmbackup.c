@@ -24,18 +24,24 @@
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/work.h"
+#include "storagepool/fs.h"
 #include "storagepool/pipeline.h"
 
+typedef struct vb_vmbackup vmb;
+
 typedef struct vmb_disk {
+        vmb *b;
         const vb_hv_disk *hv; /* in vmb.res.vm */
         vb_hv_disk_source src;
         tp_disk *d;
         dd_extents plan;
         bool incremental; /* what its plan is */
         bool retried;     /* opened again without `since` */
+        sp_disk_writer *dw;
+        uint64_t done; /* bytes read so far */
 } vmb_disk;
 
-typedef struct vmb {
+struct vb_vmbackup {
         uv_loop_t *loop;
         vb_vmbackup_opts o;
         vb_vmbackup_done_fn done;
@@ -51,13 +57,17 @@ typedef struct vmb {
         bool shut_down;
         vb_hv_snapshot snap;
         bool have_snap;
+        char *snap_name; /* chosen before the snapshot is asked for */
         vmb_disk *disks;
         size_t n_disks, cur;
+        size_t next;     /* the next disk to read */
+        unsigned active; /* disks being read */
+        bool all_read;
         sp_writer *w;
-        sp_disk_writer *dw;
-        uint64_t plan_total, plan_done_before;
+        uint64_t plan_total;
+        void (*persist_next)(vmb *b);
         uint64_t t0;
-} vmb;
+};
 
 static void step(vmb *b, const char *fmt, ...) _printf_(2, 3);
 static void step(vmb *b, const char *fmt, ...)
@@ -101,7 +111,9 @@ static void fail(vmb *b, vb_error r, const char *fmt, ...)
                 vsnprintf(b->res.message, sizeof(b->res.message), fmt, ap);
                 va_end(ap);
         }
-        cleanup_start(b);
+        /* Disks still being read drain first; the last one starts the cleanup. */
+        if (b->active == 0)
+                cleanup_start(b);
 }
 
 static void fail_start(vmb *b, int k, const char *what)
@@ -136,6 +148,7 @@ static void finish(vmb *b)
         free(b->res.snapshot);
         free(b->res.cleanup_error);
         free(b->since);
+        free(b->snap_name);
         free(b);
 }
 
@@ -227,10 +240,11 @@ static void cleanup_close_next(vmb *b)
 
 static void cleanup_start(vmb *b)
 {
-        if (b->dw) {
-                b->o.pool->drv->disk_abort(b->dw);
-                b->dw = NULL;
-        }
+        for (size_t i = 0; i < b->n_disks; i++)
+                if (b->disks[i].dw) {
+                        b->o.pool->drv->disk_abort(b->disks[i].dw);
+                        b->disks[i].dw = NULL;
+                }
         if (b->w) {
                 b->o.pool->drv->abort(b->w);
                 b->w = NULL;
@@ -320,25 +334,48 @@ static void commit_next(vmb *b)
 
 /* ---- the data ---- */
 
-static void disk_next(vmb *b);
+static void persist(vmb *b, vb_backup_step st, const char *snapshot, const char *temp_dir, void (*next)(vmb *b))
+{
+        if (!b->o.persist)
+                return next(b);
+        b->persist_next = next;
+        b->o.persist(b->o.userdata, b, st, snapshot, temp_dir);
+}
+
+void vb_vmbackup_persisted(vb_vmbackup *b, int r)
+{
+        if (r < 0)
+                return fail(b, vb_error_from_errno(r), "vm %s: recording its progress in the catalog: %s",
+                            b->res.vm.name ?: b->o.vm, strerror(-r));
+        b->persist_next(b);
+}
+
+static void disks_pump(vmb *b);
 
 static void progress(void *userdata, uint64_t done, uint64_t total)
 {
-        vmb *b = userdata;
+        vmb_disk *vd = userdata;
+        vmb *b = vd->b;
+        uint64_t sum = 0;
 
         (void)total;
-        if (b->o.progress)
-                b->o.progress(b->o.userdata, b->plan_done_before + done, b->plan_total);
+        vd->done = done;
+        if (!b->o.progress)
+                return;
+        for (size_t i = 0; i < b->n_disks; i++)
+                sum += b->disks[i].done;
+        b->o.progress(b->o.userdata, sum, b->plan_total);
 }
 
 static void disk_transferred(void *userdata, int r, const sp_transfer_result *res)
 {
-        vmb *b = userdata;
-        vmb_disk *vd = &b->disks[b->cur];
-        vb_vmbackup_disk *out = &b->res.disks[b->cur];
+        vmb_disk *vd = userdata;
+        vmb *b = vd->b;
+        vb_vmbackup_disk *out = &b->res.disks[vd - b->disks];
         const char *why;
         int k;
 
+        b->active--;
         out->bytes_read = res->bytes_done;
         out->bytes_stored = res->bytes_stored;
         if (r < 0) {
@@ -353,10 +390,16 @@ static void disk_transferred(void *userdata, int r, const sp_transfer_result *re
                 return fail(b, vb_error_from_net_errno(r), "vm %s: disk %s: %s", b->res.vm.name, vd->hv->device,
                             why ?: strerror(-r));
         }
+        if (b->res.r != VB_OK) {
+                /* Another disk failed: this one only had to drain. */
+                if (b->active == 0)
+                        cleanup_start(b);
+                return;
+        }
         out->transport = *tp_disk_stats(vd->d);
-        b->dw->bytes_read = res->bytes_done;
-        k = b->o.pool->drv->disk_end(b->dw);
-        b->dw = NULL;
+        vd->dw->bytes_read = res->bytes_done;
+        k = b->o.pool->drv->disk_end(vd->dw);
+        vd->dw = NULL;
         if (k < 0)
                 return fail(b, vb_error_from_errno(k), "vm %s: disk %s: finishing its index: %s", b->res.vm.name,
                             vd->hv->device, strerror(-k));
@@ -372,9 +415,7 @@ static void disk_transferred(void *userdata, int r, const sp_transfer_result *re
                                 return fail_start(b, -ENOMEM, "manifest");
                 }
         }
-        b->plan_done_before += dd_extents_total(&vd->plan);
-        b->cur++;
-        disk_next(b);
+        disks_pump(b);
 }
 
 /* The manifest is written and fsync'd: off the loop. */
@@ -385,6 +426,12 @@ static int commit_work(void *ctx)
         return b->o.pool->drv->commit(b->w, &b->res.m);
 }
 
+static void cleaning(vmb *b)
+{
+        b->cur = 0;
+        release_next(b);
+}
+
 static void committed(void *ctx, int r)
 {
         vmb *b = ctx;
@@ -393,36 +440,62 @@ static void committed(void *ctx, int r)
         if (r < 0)
                 return fail(b, vb_error_from_errno(r), "vm %s: committing the restore point: %s", b->res.vm.name,
                             strerror(-r));
-        b->cur = 0;
-        release_next(b);
+        persist(b, VB_STEP_CLEANING, NULL, NULL, cleaning);
 }
 
-static void disk_next(vmb *b)
+static void commit_start(vmb *b)
 {
-        vmb_disk *vd;
-        sp_source src;
-        sp_pipeline_opts po = { .window = 16, .progress = progress, .userdata = b };
         int k;
 
-        if (b->cur == b->n_disks) {
-                step(b, "committing the restore point");
-                b->w->m->time_end = time(NULL);
-                k = vb_work_queue(b->loop, commit_work, committed, b);
-                if (k < 0)
-                        fail_start(b, k, "committing the restore point");
-                return;
-        }
-        vd = &b->disks[b->cur];
+        step(b, "committing the restore point");
+        b->w->m->time_end = time(NULL);
+        k = vb_work_queue(b->loop, commit_work, committed, b);
+        if (k < 0)
+                fail_start(b, k, "committing the restore point");
+}
+
+static int disk_start(vmb *b, vmb_disk *vd)
+{
+        sp_source src;
+        sp_pipeline_opts po = { .window = 16, .progress = progress, .userdata = vd };
+        int k;
+
         step(b, "disk %s", vd->hv->device);
-        k = b->o.pool->drv->disk_begin(b->w, vd->hv->device, tp_disk_size(vd->d), &b->dw);
-        if (k < 0)
-                return fail(b, k == -EBADMSG ? VB_E_PARENT : vb_error_from_errno(k), "vm %s: disk %s: %s",
-                            b->res.vm.name, vd->hv->device,
-                            k == -EBADMSG ? "the parent's index is damaged" : strerror(-k));
+        k = b->o.pool->drv->disk_begin(b->w, vd->hv->device, tp_disk_size(vd->d), &vd->dw);
+        if (k < 0) {
+                fail(b, k == -EBADMSG ? VB_E_PARENT : vb_error_from_errno(k), "vm %s: disk %s: %s", b->res.vm.name,
+                     vd->hv->device, k == -EBADMSG ? "the parent's index is damaged" : strerror(-k));
+                return k;
+        }
         tp_disk_source(vd->d, &src);
-        k = sp_backup_start(b->loop, b->dw, &src, &vd->plan, &po, disk_transferred, b);
-        if (k < 0)
+        /* Counted first: a disk with nothing to read is done before
+         * sp_backup_start() returns. */
+        b->active++;
+        if (b->active > b->res.max_parallel_disks)
+                b->res.max_parallel_disks = b->active;
+        k = sp_backup_start(b->loop, vd->dw, &src, &vd->plan, &po, disk_transferred, vd);
+        if (k < 0) {
+                b->active--;
                 fail_start(b, k, "starting the transfer");
+                return k;
+        }
+        return 0;
+}
+
+/* Keeps parallel_disks disks reading; once all are read, the commit. */
+static void disks_pump(vmb *b)
+{
+        unsigned most = b->o.parallel_disks ?: 1;
+
+        /* A disk may finish inside disk_start() (nothing to read) and pump
+         * again from there: the checks below hold for both levels. */
+        while (b->res.r == VB_OK && b->next < b->n_disks && b->active < most)
+                if (disk_start(b, &b->disks[b->next++]) < 0)
+                        return;
+        if (b->res.r == VB_OK && b->next == b->n_disks && b->active == 0 && !b->all_read) {
+                b->all_read = true;
+                persist(b, VB_STEP_COMMITTING, NULL, NULL, commit_start);
+        }
 }
 
 static int manifest_begin(vmb *b)
@@ -482,10 +555,16 @@ static void write_start(vmb *b)
         if (k < 0)
                 return fail(b, vb_error_from_errno(k), "vm %s: starting the restore point: %s", b->res.vm.name,
                             strerror(-k));
-        b->cur = 0;
-        b->plan_done_before = 0;
+        b->next = 0;
         step(b, "reading %" PRIu64 " bytes from %zu disk(s)", b->plan_total, b->n_disks);
-        disk_next(b);
+        {
+                _cleanup_free_ char *rel = NULL, *dir = NULL;
+
+                /* The restore point's folder is what a crash would leave. */
+                if (sp_fs_rp_path(b->w->m, &rel) < 0 || asprintf(&dir, "%s/%s", b->o.pool->path, rel) < 0)
+                        return fail_start(b, -ENOMEM, "the restore point's folder");
+                persist(b, VB_STEP_READING, NULL, dir, disks_pump);
+        }
 }
 
 /* ---- opening and planning every disk ---- */
@@ -670,20 +749,34 @@ static void snapshot_taken(void *userdata, vb_error r, const char *msg, const vb
         b->disks = calloc(b->res.vm.n_disks ?: 1, sizeof(*b->disks));
         if (!b->disks || !b->res.snapshot)
                 return fail_start(b, -ENOMEM, "disks");
-        for (size_t i = 0; i < b->res.vm.n_disks; i++)
+        for (size_t i = 0; i < b->res.vm.n_disks; i++) {
+                b->disks[b->n_disks].b = b;
                 b->disks[b->n_disks++].hv = &b->res.vm.disks[i];
+        }
         b->cur = 0;
         open_next(b);
 }
 
-static void snapshot_take(vmb *b)
+static void snapshot_create(vmb *b)
 {
         int k;
 
-        step(b, "%s snapshot", vb_snapshot_type_to_string(b->o.snapshot));
-        k = b->o.drv->snapshot_create(b->o.hv, &b->res.vm, b->o.snapshot, b->o.quiesce, snapshot_taken, b);
+        step(b, "%s snapshot %s", vb_snapshot_type_to_string(b->o.snapshot), b->snap_name);
+        k = b->o.drv->snapshot_create(b->o.hv, &b->res.vm, b->o.snapshot, b->o.quiesce, b->snap_name, snapshot_taken,
+                                      b);
         if (k < 0)
                 fail_start(b, k, "snapshot");
+}
+
+/* The name is recorded before the snapshot is asked for: after a crash the
+ * daemon deletes what it may have made. */
+static void snapshot_take(vmb *b)
+{
+        int k = vb_hv_snapshot_name(&b->snap_name);
+
+        if (k < 0)
+                return fail_start(b, k, "snapshot name");
+        persist(b, VB_STEP_SNAPSHOT, b->snap_name, NULL, snapshot_create);
 }
 
 static void shut_down(void *userdata, vb_error r, const char *msg)
@@ -717,8 +810,18 @@ static void cbt_checked(void *userdata, vb_error r, const char *msg, bool valid,
         if (r != VB_OK)
                 return fail(b, r, "%s", msg);
         b->cbt_valid = valid;
-        if (!valid)
-                note(b, "%s: a full backup", why ?: "changed-block tracking is not valid");
+        if (!valid) {
+                why = why ?: "changed-block tracking is not valid";
+                if (b->o.non_cbt == VB_JOB_NON_CBT_FAIL)
+                        return fail(b, VB_E_PARENT, "vm %s: %s, and the job fails such VMs instead of a full backup",
+                                    b->res.vm.name, why);
+                if (b->o.non_cbt == VB_JOB_NON_CBT_SKIP) {
+                        note(b, "%s: skipped, as the job asks", why);
+                        b->res.skipped = true;
+                        return cleanup_start(b);
+                }
+                note(b, "%s: a full backup", why);
+        }
         maybe_shutdown(b);
 }
 
@@ -758,6 +861,19 @@ static void parent_found(void *ctx, int k)
                             strerror(-k));
         if (!b->parent->checkpoint) {
                 note(b, "restore point %s left no checkpoint: a full backup", b->parent->id);
+                return maybe_shutdown(b);
+        }
+        /* The identity rules: a VM whose id changed is another VM; one on
+         * another host (migrated, or its host re-added with a new id) starts
+         * a new chain there. */
+        if (!streq_ptr(b->parent->vm.id, b->res.vm.id)) {
+                note(b, "vm %s has id %s, restore point %s was of id %s: a full backup", b->res.vm.name,
+                     b->res.vm.id ?: "?", b->parent->id, b->parent->vm.id ?: "?");
+                return maybe_shutdown(b);
+        }
+        if (b->parent->vm.host_id && b->res.vm.host_id && !streq(b->parent->vm.host_id, b->res.vm.host_id)) {
+                note(b, "vm %s is on host %s, restore point %s was made on host %s: a full backup", b->res.vm.name,
+                     b->res.vm.host_id, b->parent->id, b->parent->vm.host_id);
                 return maybe_shutdown(b);
         }
         b->since = strdup(b->parent->checkpoint);

@@ -12,7 +12,8 @@
  *
  *   vm_get -> storage_free (check) -> parent and cbt_check -> [shutdown]
  *   -> snapshot_create -> for each disk: disk_source, tp_disk_open,
- *   tp_disk_plan -> begin -> for each disk: the pipeline -> commit
+ *   tp_disk_plan -> begin -> the disks' pipelines (parallel_disks at
+ *   once) -> commit
  *   -> tp_disk_commit (old checkpoints go) -> close -> snapshot_delete
  *   -> [start]
  *
@@ -32,7 +33,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "daemon/catalog.h"
 #include "daemon/hypervisor.h"
+#include "daemon/jobopts.h"
 #include "dedup/manifest.h"
 #include "storagepool/sp.h"
 #include "transport/disk.h"
@@ -42,12 +45,15 @@
 #define VB_MIN_FREE_BYTES_DEFAULT (500ull << 30)
 #define VB_VMBACKUP_NOTES_MAX 16
 
+typedef struct vb_vmbackup vb_vmbackup;
+
 typedef struct vb_vmbackup_opts {
         const vb_hv_driver *drv;
         vb_hv *hv;
         sp_pool *pool;
         const char *vm; /* name, id or uuid */
         bool incremental;
+        vb_job_non_cbt non_cbt; /* an incremental whose CBT is not valid: full (default), fail or skip */
         vb_snapshot_type snapshot;
         bool quiesce;                 /* ask the guest agent to freeze the file systems */
         bool shutdown;                /* safe shutdown for the backup, started again after */
@@ -56,6 +62,14 @@ typedef struct vb_vmbackup_opts {
         const tp_disk_opts *transfer; /* template: transport options and disk service credentials */
         const char *platform;         /* the platform's name in vbak, for the manifest; NULL: the driver's */
         const char *job, *run;        /* recorded in the manifest; may be NULL */
+        unsigned parallel_disks;      /* disks read at once; 0: 1 */
+        /* Before each step that leaves something to undo: the snapshot
+         * (with its name, before it is asked for), reading (with the
+         * restore point's folder, once it exists), committing, cleaning
+         * (the restore point exists, the snapshot goes). The backup waits
+         * for vb_vmbackup_persisted(). NULL: nothing is recorded. */
+        void (*persist)(void *userdata, vb_vmbackup *b, vb_backup_step step, const char *snapshot,
+                        const char *temp_dir);
         /* Progress of the data phase: bytes read of the bytes to read, all disks. */
         sp_progress_fn progress;
         /* Each step as it starts ("snapshot", "disk vda", ...). */
@@ -80,12 +94,14 @@ typedef struct vb_vmbackup_result {
         vb_hv_vm vm;      /* the VM as captured (id, name, title...) */
         char *snapshot;   /* the snapshot's name, once taken */
         bool incremental; /* what the restore point is */
+        bool skipped;     /* r is VB_OK but nothing was backed up (the job's non-CBT rule) */
         bool quiesced;
         const char *notes[VB_VMBACKUP_NOTES_MAX + 1]; /* NULL-terminated */
         vb_vmbackup_disk *disks;
         size_t n_disks;
         char *cleanup_error; /* the snapshot could not be deleted, or the VM started again */
         uint64_t seconds_ns;
+        unsigned max_parallel_disks; /* the most disks that were read at once */
 } vb_vmbackup_result;
 
 typedef void (*vb_vmbackup_done_fn)(void *userdata, const vb_vmbackup_result *res);
@@ -93,5 +109,9 @@ typedef void (*vb_vmbackup_done_fn)(void *userdata, const vb_vmbackup_result *re
 /* Starts the backup. 0: done is called once, later, on the loop (the result
  * lives during the call only); -errno: it is not. */
 int vb_vmbackup_start(uv_loop_t *loop, const vb_vmbackup_opts *o, vb_vmbackup_done_fn done, void *userdata);
+
+/* The step persist() announced is recorded (r = 0) and the backup goes on,
+ * or it could not be (-errno) and the backup fails. */
+void vb_vmbackup_persisted(vb_vmbackup *b, int r);
 
 #endif

@@ -52,7 +52,10 @@ for s in "${scripts[@]}"; do
         dir=$(mktemp -d "${TMPDIR:-/tmp}/vbak-it.${name%.sh}.XXXXXX")
         start=$SECONDS
         rc=0
-        (cd "$dir" && exec timeout -k 10 "$timeout_s" bash "$s") >"$dir.log" 2>&1 </dev/null || rc=$?
+        # A script may ask for more time with a line "# test-timeout: SECONDS".
+        t=$(sed -n 's/^# test-timeout: \([0-9][0-9]*\)$/\1/p' "$s" | head -1)
+        t=${t:-$timeout_s}
+        (cd "$dir" && exec timeout -k 10 "$t" bash "$s") >"$dir.log" 2>&1 </dev/null || rc=$?
         took=$((SECONDS - start))
         case $rc in
         0)
@@ -65,7 +68,7 @@ for s in "${scripts[@]}"; do
                 ;;
         *)
                 why="exit $rc"
-                [[ $rc == 124 || $rc == 137 ]] && why="timed out after ${timeout_s}s (exit $rc)"
+                [[ $rc == 124 || $rc == 137 ]] && why="timed out after ${t}s (exit $rc)"
                 printf 'FAIL  %s (%ds, %s)\n' "$name" "$took" "$why"
                 sed -n '1,200s/^/    | /p' "$dir.log"
                 [[ $(wc -l <"$dir.log") -gt 200 ]] && echo "    | ... (full log: $dir.log)"

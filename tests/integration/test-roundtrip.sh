@@ -102,7 +102,7 @@ expect_exit 2 "$VBAK" pool backup "$pool" --vm 'bad/name' --disk vda --source im
 expect_exit 2 "$VBAK" pool backup "$pool" --vm vm1 --disk vda --source img --parent latest
 expect_exit 2 "$VBAK" pool restore "$pool" latest --disk vda
 expect_exit 2 "$VBAK" pool restore "$pool" --disk vda --target x
-expect_exit 2 "$VBAK" pool list
+expect_exit 2 "$VBAK" pool list a b
 expect_exit 2 "$VBAK" pool verify "$pool" --sample 0
 expect_exit 2 "$VBAK" pool gc "$pool" --grace soon
 expect_exit 2 "$VBAK" pool prune "$pool" --vm vm1

@@ -57,7 +57,7 @@ assert_contains "$LAST_OUT" "vbakd 0.1.0, pid $DPID"
 
 info "one daemon per state dir"
 expect_exit 10 "$VBAKD" --state-dir "$STATE"
-assert_contains "$LAST_ERR" "a daemon answers there already"
+assert_contains "$LAST_ERR" "another vbakd uses state dir $STATE"
 expect_exit 0 "$VBAK" status --socket "$SOCK"
 
 info "errors are JSON documents"
