@@ -17,6 +17,10 @@
 # - kill -9 of vbakd mid-run: on restart no snapshot is left on the
 #   platform, no partial restore point is in the pool, the VMs are failed
 #   (E15) and a retry succeeds;
+# - a precondition that fails skips the run; the pre-script runs with the
+#   job's name and run id; a failing post-script fails the run (E21); a
+#   VM that fails is retried after retry_interval; a retry of a VM the job
+#   now excludes is refused;
 # - a 1-minute hourly schedule really fires.
 # test-timeout: 600
 set -euo pipefail
@@ -278,6 +282,39 @@ partial=$(find "$POOL/vms" -mindepth 3 -maxdepth 3 -type d '!' -exec test -e '{}
 assert_eq "$partial" 0 "no partial restore point in the pool"
 expect_exit 0 "$VBAK" run retry "$RUN4" --failed --follow
 assert_eq "$("$VBAK" run show "$RUN4" --json | py /dev/stdin 'print(j["status"])')" succeeded "the retry succeeded"
+
+info "precondition, pre- and post-scripts, retries with an interval"
+api POST /v1/jobs '{"name": "scripted", "platform": "cas1", "pool": "main", "selection": ["vm:vm12"], "type": "full",
+        "options": {"precondition": "test -e '"$WORK"'/go", "pre_script": "echo $VBAK_JOB $VBAK_RUN >'"$WORK"'/pre.out",
+                    "post_script": "echo post failing; exit 3", "retries": 1, "retry_interval": "3s"}}' >/dev/null
+assert_eq "$(cat status)" 201 "job scripted created: $(cat api.out)"
+expect_exit 0 "$VBAK" job start scripted --follow --json
+assert_eq "$(tail -1 "$LAST_OUT" | py /dev/stdin 'print(j["status"], j["vms"]["total"])')" "skipped 0" \
+        "a precondition that does not pass skips the run"
+[[ ! -e pre.out ]] || die "the pre-script ran for a skipped run"
+touch go
+ctl fault snapshot-fail vm12 on
+"$VBAK" job start scripted --json >start5.json
+RUN5=$(py start5.json 'print(j["id"])')
+for _ in $(seq 300); do
+        "$VBAK" run show "$RUN5" --json >run5.json
+        [[ $(py run5.json 'print((j["progress"] or {}).get("vms", [{}])[0].get("status"))') == retry-wait ]] && break
+        sleep 0.1
+done
+ctl fault snapshot-fail vm12 off
+for _ in $(seq 300); do
+        "$VBAK" run show "$RUN5" --json >run5.json
+        [[ $(py run5.json 'print(j["status"])') != running ]] && break
+        sleep 0.1
+done
+assert_eq "$(cat pre.out)" "scripted $RUN5" "the pre-script ran with the job's name and run id"
+assert_eq "$(py run5.json 'print(j["status"], j["error"])')" "failed script" "the post-script's failure fails the run"
+assert_eq "$(py run5.json 'v = j["results"][0]; print(v["status"], v["attempts"], v["history"][0]["error_code"])')" \
+        "succeeded 2 19" "vm12 succeeded at its second attempt"
+api PATCH /v1/jobs/scripted '{"exclusions": ["vm1?"]}' >/dev/null
+assert_eq "$(cat status)" 200 "exclusions changed"
+expect_exit 19 "$VBAK" run retry "$RUN5" --vm vm12
+assert_contains "$LAST_ERR" "now excluded"
 
 info "the 1-minute schedule fired"
 now=$(date +%s)
