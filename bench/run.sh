@@ -10,7 +10,7 @@
 #   VBAK_BENCH_DATA    data set and scratch folder (default /var/tmp/vbak-bench)
 #   VBAK_BENCH_REPEAT  rounds of the timed single-image rows; the table shows
 #                      the median (default 3)
-#   VBAK_BENCH_ONLY    a subset of "vbak nbd zstd borg restic dedup chunks"
+#   VBAK_BENCH_ONLY    a subset of "vbak nbd zstd borg restic dedup chunks daemon"
 #                      (default: all)
 #   VBAK_BENCH_STRICT  1: exit 3 when a target does not hold
 #   VBAK_BENCH_STORE_FS 0: keep repositories on the file system of
@@ -20,9 +20,10 @@
 set -euo pipefail
 
 BUILD=${1:?usage: bench/run.sh BUILD_DIR}
+BUILD_ABS=$(cd "$BUILD" 2>/dev/null && pwd || echo "$BUILD")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATA=${VBAK_BENCH_DATA:-/var/tmp/vbak-bench}
-ONLY=${VBAK_BENCH_ONLY:-vbak nbd zstd borg restic dedup chunks}
+ONLY=${VBAK_BENCH_ONLY:-vbak nbd zstd borg restic dedup chunks daemon}
 REPEAT=${VBAK_BENCH_REPEAT:-3}
 STRICT=${VBAK_BENCH_STRICT:-0}
 RUN=$DATA/run
@@ -86,10 +87,20 @@ fi
 rm -rf "$RUN"
 mkdir -p "$LOG" "$RUN/src" "$STORE"
 STORE_FS="$(df --output=fstype "$RUN" | tail -n 1) of $RUN"
+# One trap for everything the bench leaves running or mounted.
+# shellcheck disable=SC2317 # called by the trap
+on_exit() {
+        if declare -F nbd_stop >/dev/null; then nbd_stop; fi
+        if [ -n "${STORE_MOUNTED:-}" ]; then
+                umount "$STORE" 2>/dev/null
+                rm -f "$STORE_IMG"
+        fi
+}
+trap on_exit EXIT
 if [ "${VBAK_BENCH_STORE_FS:-1}" != 0 ]; then
         rm -f "$STORE_IMG"
         if truncate -s 16G "$STORE_IMG" && mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$STORE_IMG" && mount -o loop "$STORE_IMG" "$STORE"; then
-                trap 'umount "$STORE" 2>/dev/null; rm -f "$STORE_IMG"' EXIT
+                STORE_MOUNTED=1
                 STORE_FS="a fresh ext4 with a journal (16 GiB image, loop-mounted)"
         else
                 log "could not mount a scratch file system; the repositories stay on $STORE_FS"
@@ -286,7 +297,6 @@ nbd_stop() {
                 NBD_PID=
         fi
 }
-trap nbd_stop EXIT
 
 round_nbd() { # round_nbd ROUND
         local pool=$STORE/vbak-nbd tag=r$1-nbd url out g0 g1
@@ -540,6 +550,23 @@ if want chunks; then
         done
 fi
 
+# ------------------------------------------------------------------ daemon
+
+# bench/daemon.sh: a vbakd job run over 16 VMs of the CAS simulator, and the
+# control API's latency while it goes. Its lines go into the table as they
+# are, its JSON into last-run.json; exit 77 (no QEMU) leaves it out.
+DAEMON_LINES='' DAEMON_JSON=''
+if want daemon; then
+        log "vbakd: a job run over 16 simulated VMs, API latency while it runs (bench/daemon.sh)"
+        rc=0
+        VBAK_BENCH_DATA=$DATA VBAK_BENCH_STRICT=0 "$HERE/daemon.sh" "$BUILD_ABS" "$STORE" >"$LOG/daemon.out" || rc=$?
+        case $rc in
+        0) DAEMON_LINES=$(cat "$LOG/daemon.out") DAEMON_JSON=$RUN/daemon/result.json ;;
+        77) log "  vbakd: skipped" ;;
+        *) die "bench/daemon.sh failed (exit $rc); its logs are in $RUN/daemon" ;;
+        esac
+fi
+
 # ------------------------------------------------------------------ targets
 
 T_NAMES=() T_OK=() T_DETAIL=()
@@ -580,6 +607,14 @@ name="vbak peak memory under 256 MiB"
 if [ -n "$VBAK_MAX_RSS_WHAT" ]; then
         target "$name" "$(yes_if_le "$VBAK_MAX_RSS" $((256 * 1024 - 1)))" \
                 "max $(calc "$VBAK_MAX_RSS / 1024" 1) MiB ($VBAK_MAX_RSS_WHAT)"
+else target "$name" n/a "not measured"; fi
+
+name="vbakd API p99 under 50 ms while a run is going"
+if [ -n "$DAEMON_JSON" ]; then
+        ok=no
+        if grep -q '"pass": true' "$DAEMON_JSON"; then ok=yes; fi
+        detail="p99 $(jnum api_p99_ms "$DAEMON_JSON") ms, p50 $(jnum api_p50_ms "$DAEMON_JSON") ms,"
+        target "$name" "$ok" "$detail $(jnum api_requests "$DAEMON_JSON") requests in $(jnum wall_seconds "$DAEMON_JSON") s"
 else target "$name" n/a "not measured"; fi
 
 # ------------------------------------------------------------------ report
@@ -644,6 +679,10 @@ mibps() { calc "$1 / $MiB / $2" 0; }
                                 "$(mib "${C_STORED[$cs]}")" "$(calc "${C_RSS[$cs]} / 1024" 1)"
                 done
         fi
+        if [ -n "$DAEMON_LINES" ]; then
+                echo
+                printf '%s\n' "$DAEMON_LINES"
+        fi
         echo
         echo "Targets"
         for k in "${!T_NAMES[@]}"; do
@@ -703,7 +742,9 @@ jlist() { printf '%s' "$1" | awk '{ for (i = 1; i <= NF; i++) printf "%s%s", (i 
                 printf '"peak_rss_kib": %s}' "${C_RSS[$cs]}"
                 sep=,
         done
-        printf '\n  ],\n  "targets": ['
+        printf '\n  ],\n  "daemon": '
+        if [ -n "$DAEMON_JSON" ]; then sed '$ s/$/,/' "$DAEMON_JSON"; else printf 'null,\n'; fi
+        printf '  "targets": ['
         sep=
         for k in "${!T_NAMES[@]}"; do
                 printf '%s\n    {"target": "%s", "holds": "%s", "detail": "%s"}' "$sep" "$(jesc "${T_NAMES[$k]}")" \

@@ -12,7 +12,7 @@
  * Starting and stopping a job are runs (api-runs.c).
  *
  * DESIGN
- * - Each request is one op whose whole work runs on the worker pool: the
+ * - Each request is one op whose whole work runs on the daemon's lane: the
  *   checks need the catalog (platform and pool names) and ICU (schedules),
  *   and the answer's next run time needs ICU too. A refusal is recorded in
  *   the op (status, code, field, message) and answered on the loop.
@@ -147,7 +147,7 @@ static void done(void *ctx, int r)
 
 static void queue(op *o, vb_work_fn fn)
 {
-        int r = vb_work_queue(o->d->loop, fn, done, o);
+        int r = vb_lane_queue(o->d->lane, fn, done, o);
 
         if (r < 0)
                 done(o, r);

@@ -10,7 +10,7 @@
  *   GET    /v1/platforms/{name}/inventory   the platform's tree, read now
  *
  * DESIGN: each request is one op: the catalog and the credential store on
- * the worker pool, the platform's driver (a connection per request) on the
+ * the daemon's lane (daemon.h), the platform's driver (a connection per request) on the
  * loop. Passwords go into the credential store, never into the catalog or
  * an answer.
  */
@@ -104,7 +104,7 @@ static void reply_platform(op *o, int status)
 
 static int queue(op *o, vb_work_fn fn, vb_work_done_fn done)
 {
-        int r = vb_work_queue(o->d->loop, fn, done, o);
+        int r = vb_lane_queue(o->d->lane, fn, done, o);
 
         if (r < 0)
                 reply_errno(o, r);

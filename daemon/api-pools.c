@@ -13,7 +13,7 @@
  *
  * DESIGN
  * - Each request is one op, and all its work (the catalog, pool.json,
- *   every manifest of a rescan, a pool's stats) runs on the worker pool:
+ *   every manifest of a rescan, a pool's stats) runs on the daemon's lane:
  *   a pool on a slow NAS must not stall the loop. The worker builds the
  *   answer; the loop only sends it.
  * - POST /v1/pools registers a folder that holds a pool as it is (its type
@@ -163,7 +163,7 @@ static void done(void *ctx, int r)
 
 static void queue(op *o, vb_work_fn fn)
 {
-        int r = vb_work_queue(o->d->loop, fn, done, o);
+        int r = vb_lane_queue(o->d->lane, fn, done, o);
 
         if (r < 0)
                 reply_errno(o, r);

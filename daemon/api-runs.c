@@ -14,7 +14,7 @@
  *
  * DESIGN: the runner (runner.h) does the work; this file turns requests
  * into its calls and its answers into JSON, reading the catalog on the
- * worker pool. Progress is pushed by long polling: a request that gives
+ * daemon's lane. Progress is pushed by long polling: a request that gives
  * the generation it last saw is answered at the next change of any run
  * (or after PROGRESS_WAIT_MS with the same state), so a client sees every
  * change without polling in a loop.
@@ -101,7 +101,7 @@ static void reply_errno(op *o, int r, const char *what)
 
 static void queue(op *o, vb_work_fn fn, vb_work_done_fn done)
 {
-        int r = vb_work_queue(o->d->loop, fn, done, o);
+        int r = vb_lane_queue(o->d->lane, fn, done, o);
 
         if (r < 0)
                 reply_errno(o, r, "request");

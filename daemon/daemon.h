@@ -4,8 +4,9 @@
  * catalog, the credential store and the API the resources register on.
  *
  * DESIGN: the loop thread owns everything here; the catalog and the
- * credential store are only called from the worker pool (vb_work_queue),
- * as SQLite and file I/O may block.
+ * credential store are only called from the daemon's lane (vb_lane_queue),
+ * as SQLite and file I/O may block: threads of their own, so that the API
+ * answers while the worker pool is busy with a run's chunks.
  */
 #ifndef VB_DAEMON_H
 #define VB_DAEMON_H
@@ -26,6 +27,7 @@ typedef struct vb_daemon {
         vb_catalog *catalog;
         vb_credstore *creds;
         struct vb_runner *runner; /* runs, retries, the scheduler */
+        vb_lane *lane;            /* the catalog's and credential store's calls */
         time_t started;
 } vb_daemon;
 

@@ -3,7 +3,7 @@
  * runner.c -- vbakd's runs, retries, scheduler and crash cleanup; the
  * order of a run's steps and the rules are in runner.h.
  *
- * DESIGN: every catalog call runs on the worker pool (vb_work_queue) with
+ * DESIGN: every catalog call runs on the daemon's lane (vb_lane_queue) with
  * the run or the VM as its context; the driver, the transport and the
  * scripts run on the loop. Each VM moves through phases:
  *
@@ -147,7 +147,7 @@ static void changed(run *r)
 
 static void queue(run *r, vb_work_fn fn, vb_work_done_fn done, void *ctx)
 {
-        int k = vb_work_queue(r->rn->d->loop, fn, done, ctx);
+        int k = vb_lane_queue(r->rn->d->lane, fn, done, ctx);
 
         if (k < 0) /* only when the loop is closing: nothing more can happen */
                 log_error("run %" PRId64 ": cannot queue work: %s", r->id, strerror(-k));
@@ -1503,7 +1503,7 @@ static void on_tick(uv_timer_t *timer)
         }
         t->rn = rn;
         rn->checking = true;
-        if (vb_work_queue(rn->d->loop, tick_work, tick_done, t) < 0) {
+        if (vb_lane_queue(rn->d->lane, tick_work, tick_done, t) < 0) {
                 rn->checking = false;
                 free(t);
         }
@@ -1567,7 +1567,7 @@ static void lost_record(vb_runner *rn)
 {
         if (rn->lost_hv)
                 cas_driver.disconnect(TAKE_PTR(rn->lost_hv));
-        if (vb_work_queue(rn->d->loop, lost_finish_work, lost_finished, rn) < 0)
+        if (vb_lane_queue(rn->d->lane, lost_finish_work, lost_finished, rn) < 0)
                 lost_finished(rn, -ECANCELED);
 }
 
@@ -1682,18 +1682,18 @@ static void lost_next(vb_runner *rn)
         vb_run_vm *v;
 
         if (rn->cur_lost == rn->n_lost) {
-                if (vb_work_queue(rn->d->loop, lost_runs_work, lost_runs_done, rn) < 0)
+                if (vb_lane_queue(rn->d->lane, lost_runs_work, lost_runs_done, rn) < 0)
                         lost_runs_done(rn, -ECANCELED);
                 return;
         }
         v = &rn->lost[rn->cur_lost];
         rn->lost_note[0] = '\0';
         if (!v->snapshot || !v->snapshot[0]) {
-                if (vb_work_queue(rn->d->loop, lost_finish_work, lost_finished, rn) < 0)
+                if (vb_lane_queue(rn->d->lane, lost_finish_work, lost_finished, rn) < 0)
                         lost_finished(rn, -ECANCELED);
                 return;
         }
-        if (vb_work_queue(rn->d->loop, lost_load_work, lost_loaded, rn) < 0)
+        if (vb_lane_queue(rn->d->lane, lost_load_work, lost_loaded, rn) < 0)
                 lost_loaded(rn, -ECANCELED);
 }
 
@@ -1722,7 +1722,7 @@ void vb_runner_recover(vb_runner *rn, void (*done)(void *userdata, int r), void 
 {
         rn->recovered = done;
         rn->recovered_userdata = userdata;
-        if (vb_work_queue(rn->d->loop, lost_list_work, lost_listed, rn) < 0)
+        if (vb_lane_queue(rn->d->lane, lost_list_work, lost_listed, rn) < 0)
                 lost_listed(rn, -ECANCELED);
 }
 

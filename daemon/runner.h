@@ -8,7 +8,7 @@
  * DESIGN
  * A run lives on the loop as one struct with one entry per VM. Its steps:
  *
- *   load the job, platform, pool and password (worker pool)
+ *   load the job, platform, pool and password (the lane)
  *   -> the catalog's run (waiting -> running)
  *   -> precondition (non-zero: the run is skipped) -> pre-script (non-zero:
  *      the run fails, E21) -> connect, inventory, the job's selection minus

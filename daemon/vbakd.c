@@ -143,6 +143,11 @@ static int setup(daemon_t *x, const vb_api_opts *ao)
                 log_error("control API: %s", err ?: strerror(-r));
                 return r == -EADDRINUSE ? VB_E_BUSY : r == -EINVAL ? VB_E_USAGE : vb_error_from_errno(r);
         }
+        r = vb_lane_new(d->loop, &d->lane);
+        if (r < 0) {
+                log_error("catalog threads: %s", strerror(-r));
+                return VB_E_FAILED;
+        }
         r = vb_runner_new(d, &d->runner);
         if (r < 0)
                 return VB_E_FAILED;
@@ -266,6 +271,7 @@ int main(int argc, char **argv)
                 uv_run(d->loop, UV_RUN_DEFAULT);
         }
         log_info("vbakd stopped");
+        vb_lane_free(d->lane); /* its threads may still be in the catalog */
         vb_runner_free(d->runner);
         vb_credstore_free(d->creds);
         vb_catalog_close(d->catalog);

@@ -61,8 +61,13 @@ struct vb_vmbackup {
         vmb_disk *disks;
         size_t n_disks, cur;
         size_t next;     /* the next disk to read */
-        unsigned active; /* disks being read */
+        unsigned active; /* disks being read or ended */
         bool all_read;
+        /* Disks read, waiting for disk_end (on the worker pool, one at a
+         * time: each adds its entry to the writer's manifest). */
+        vmb_disk **to_end;
+        size_t n_to_end;
+        bool ending;
         sp_writer *w;
         uint64_t plan_total;
         void (*persist_next)(vmb *b);
@@ -138,6 +143,7 @@ static void finish(vmb *b)
                 dd_extents_clear(&b->disks[i].plan);
         }
         free(b->disks);
+        free(b->to_end);
         for (size_t i = 0; i < b->res.n_disks; i++)
                 free(b->res.disks[i].name);
         free(b->res.disks);
@@ -367,55 +373,115 @@ static void progress(void *userdata, uint64_t done, uint64_t total)
         b->o.progress(b->o.userdata, sum, b->plan_total);
 }
 
+static void end_next(vmb *b);
+
+/* After a failure the disks waiting for their end are only dropped: the
+ * cleanup aborts them. Not while an end is in flight: its return does it. */
+static void drop_waiting(vmb *b)
+{
+        if (b->ending)
+                return;
+        b->active -= (unsigned)b->n_to_end;
+        b->n_to_end = 0;
+}
+
+/* A disk is out after another one failed; the last one starts the cleanup. */
+static void drained(vmb *b)
+{
+        drop_waiting(b);
+        if (b->active == 0)
+                cleanup_start(b);
+}
+
+/* Finishing a disk's index waits for its last chunks to be written and
+ * synced: off the loop. */
+static int disk_end_work(void *ctx)
+{
+        vmb_disk *vd = ctx;
+
+        return vd->b->o.pool->drv->disk_end(vd->dw);
+}
+
+static void disk_ended(void *ctx, int k)
+{
+        vmb_disk *vd = ctx;
+        vmb *b = vd->b;
+        vb_vmbackup_disk *out = &b->res.disks[vd - b->disks];
+        dd_manifest_disk *md;
+
+        vd->dw = NULL; /* disk_end frees it, also on failure */
+        b->ending = false;
+        b->active--;
+        if (k < 0) {
+                drop_waiting(b);
+                return fail(b, vb_error_from_errno(k), "vm %s: disk %s: finishing its index: %s", b->res.vm.name,
+                            vd->hv->device, strerror(-k));
+        }
+        if (b->res.r != VB_OK)
+                return drained(b);
+        /* What the disk was on the platform, for restores. */
+        md = (dd_manifest_disk *)dd_manifest_find_disk(b->w->m, vd->hv->device);
+        if (md) {
+                out->bytes_new = md->bytes_new;
+                if ((!md->device && !(md->device = strdup(vd->hv->device))) ||
+                    (vd->hv->format && !md->format && !(md->format = strdup(vd->hv->format)))) {
+                        drop_waiting(b);
+                        return fail_start(b, -ENOMEM, "manifest");
+                }
+        }
+        end_next(b);
+        disks_pump(b);
+}
+
+static void end_next(vmb *b)
+{
+        vmb_disk *vd;
+        int k;
+
+        if (b->ending || b->n_to_end == 0)
+                return;
+        vd = b->to_end[0];
+        memmove(b->to_end, b->to_end + 1, --b->n_to_end * sizeof(*b->to_end));
+        b->ending = true;
+        k = vb_work_queue(b->loop, disk_end_work, disk_ended, vd);
+        if (k < 0)
+                disk_ended(vd, disk_end_work(vd));
+}
+
 static void disk_transferred(void *userdata, int r, const sp_transfer_result *res)
 {
         vmb_disk *vd = userdata;
         vmb *b = vd->b;
         vb_vmbackup_disk *out = &b->res.disks[vd - b->disks];
         const char *why;
-        int k;
 
-        b->active--;
         out->bytes_read = res->bytes_done;
         out->bytes_stored = res->bytes_stored;
         if (r < 0) {
+                b->active--;
+                drop_waiting(b);
                 why = tp_disk_nbd(vd->d) ? tp_nbd_error_message(tp_disk_nbd(vd->d)) : NULL;
                 if (r == -ENODATA || r == -EBADMSG)
-                        return fail(b, vb_error_from_errno(r),
-                                    "vm %s: disk %s offset %" PRIu64 ": the parent's chunk there is %s", b->res.vm.name,
-                                    vd->hv->device, res->failed_offset, r == -ENODATA ? "missing" : "damaged");
-                if (r == -ENOSPC || r == -EDQUOT)
-                        return fail(b, VB_E_NO_SPACE, "vm %s: disk %s: the pool's file system is full", b->res.vm.name,
-                                    vd->hv->device);
-                return fail(b, vb_error_from_net_errno(r), "vm %s: disk %s: %s", b->res.vm.name, vd->hv->device,
-                            why ?: strerror(-r));
+                        fail(b, vb_error_from_errno(r),
+                             "vm %s: disk %s offset %" PRIu64 ": the parent's chunk there is %s", b->res.vm.name,
+                             vd->hv->device, res->failed_offset, r == -ENODATA ? "missing" : "damaged");
+                else if (r == -ENOSPC || r == -EDQUOT)
+                        fail(b, VB_E_NO_SPACE, "vm %s: disk %s: the pool's file system is full", b->res.vm.name,
+                             vd->hv->device);
+                else
+                        fail(b, vb_error_from_net_errno(r), "vm %s: disk %s: %s", b->res.vm.name, vd->hv->device,
+                             why ?: strerror(-r));
+                return;
         }
         if (b->res.r != VB_OK) {
                 /* Another disk failed: this one only had to drain. */
-                if (b->active == 0)
-                        cleanup_start(b);
-                return;
+                b->active--;
+                return drained(b);
         }
         out->transport = *tp_disk_stats(vd->d);
         vd->dw->bytes_read = res->bytes_done;
-        k = b->o.pool->drv->disk_end(vd->dw);
-        vd->dw = NULL;
-        if (k < 0)
-                return fail(b, vb_error_from_errno(k), "vm %s: disk %s: finishing its index: %s", b->res.vm.name,
-                            vd->hv->device, strerror(-k));
-        {
-                /* What the disk was on the platform, for restores. */
-                dd_manifest_disk *md = (dd_manifest_disk *)dd_manifest_find_disk(b->w->m, vd->hv->device);
-
-                if (md) {
-                        out->bytes_new = md->bytes_new;
-                        if (!md->device && !(md->device = strdup(vd->hv->device)))
-                                return fail_start(b, -ENOMEM, "manifest");
-                        if (vd->hv->format && !md->format && !(md->format = strdup(vd->hv->format)))
-                                return fail_start(b, -ENOMEM, "manifest");
-                }
-        }
-        disks_pump(b);
+        b->to_end[b->n_to_end++] = vd;
+        end_next(b);
 }
 
 /* The manifest is written and fsync'd: off the loop. */
@@ -489,7 +555,7 @@ static void disks_pump(vmb *b)
 
         /* A disk may finish inside disk_start() (nothing to read) and pump
          * again from there: the checks below hold for both levels. */
-        while (b->res.r == VB_OK && b->next < b->n_disks && b->active < most)
+        while (b->res.r == VB_OK && !b->ending && b->next < b->n_disks && b->active < most)
                 if (disk_start(b, &b->disks[b->next++]) < 0)
                         return;
         if (b->res.r == VB_OK && b->next == b->n_disks && b->active == 0 && !b->all_read) {
@@ -747,7 +813,8 @@ static void snapshot_taken(void *userdata, vb_error r, const char *msg, const vb
         if (s->note)
                 note(b, "%s", s->note);
         b->disks = calloc(b->res.vm.n_disks ?: 1, sizeof(*b->disks));
-        if (!b->disks || !b->res.snapshot)
+        b->to_end = calloc(b->res.vm.n_disks ?: 1, sizeof(*b->to_end));
+        if (!b->disks || !b->to_end || !b->res.snapshot)
                 return fail_start(b, -ENOMEM, "disks");
         for (size_t i = 0; i < b->res.vm.n_disks; i++) {
                 b->disks[b->n_disks].b = b;

@@ -10,8 +10,12 @@
 #include "storagepool/pipeline.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "daemon/util.h"
 #include "dedup/index.h"
@@ -156,6 +160,22 @@ static void clear_gaps(sp_chunk *c)
         }
 }
 
+/* Chunks are bulk work: the worker threads that hash and compress them run
+ * at a lower priority than the loop, so that on a busy machine the loop
+ * (the daemon's API, the network) still gets the CPU when it needs it. */
+#define WORKER_NICE 10
+
+static void worker_yield_to_loop(void)
+{
+        static __thread bool done;
+
+        if (done)
+                return;
+        done = true;
+        /* Linux: a thread's own nice value; failure only costs latency. */
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
+}
+
 static void backup_work(uv_work_t *req)
 {
         slot *s = req->data;
@@ -163,6 +183,7 @@ static void backup_work(uv_work_t *req)
         sp_chunk *c = &s->c;
         int r = 0;
 
+        worker_yield_to_loop();
         if (t->src.read) {
                 clear_gaps(c);
                 for (size_t i = 0; i < c->n_pieces && r >= 0; i++)
@@ -365,6 +386,7 @@ static void restore_work(uv_work_t *req)
         sp_chunk *c = &s->c;
         int r;
 
+        worker_yield_to_loop();
         r = t->rd->pool->drv->reader_read(t->rd, c, &s->zero);
         if (r >= 0 && t->dst.write) {
                 if (!s->zero)
