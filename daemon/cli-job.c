@@ -302,14 +302,16 @@ static int v_list(const verb *v, args *a)
         return 0;
 }
 
-static int v_show(const verb *v, args *a)
+/* One request about the job named by the first operand (path suffix,
+ * body), its answer printed as a job (or as JSON). */
+static int job_request(args *a, const char *method, const char *suffix, json_t *body)
 {
         char path[1024];
         json_t *reply;
-        int r = job_path(path, sizeof(path), a->operands[0], "");
+        int r = job_path(path, sizeof(path), a->operands[0], suffix);
 
         if (r == 0)
-                r = call(a, "GET", path, NULL, &reply);
+                r = call(a, method, path, body, &reply);
         if (r)
                 return r;
         if (a->json)
@@ -317,44 +319,24 @@ static int v_show(const verb *v, args *a)
         print_job(reply);
         json_decref(reply);
         return 0;
+}
+
+static int v_show(const verb *v, args *a)
+{
+        return job_request(a, "GET", "", NULL);
 }
 
 static int v_modify(const verb *v, args *a)
 {
-        char path[1024];
-        json_t *reply;
-        int r;
-
         if (json_object_size(a->body) == 0)
                 return vb_cli_fail(VB_E_USAGE, "nothing to change (see vbak job modify --help)");
-        r = job_path(path, sizeof(path), a->operands[0], "");
-        if (r == 0)
-                r = call(a, "PATCH", path, a->body, &reply);
-        if (r)
-                return r;
-        if (a->json)
-                return vb_cli_print_json(reply);
-        print_job(reply);
-        json_decref(reply);
-        return 0;
+        return job_request(a, "PATCH", "", a->body);
 }
 
 static int v_clone(const verb *v, args *a)
 {
-        char path[1024];
-        json_t *reply;
-        int r = job_path(path, sizeof(path), a->operands[0], "/clone");
-
         json_object_set_new(a->body, "name", json_string(a->operands[1]));
-        if (r == 0)
-                r = call(a, "POST", path, a->body, &reply);
-        if (r)
-                return r;
-        if (a->json)
-                return vb_cli_print_json(reply);
-        print_job(reply);
-        json_decref(reply);
-        return 0;
+        return job_request(a, "POST", "/clone", a->body);
 }
 
 static int v_remove(const verb *v, args *a)

@@ -77,7 +77,6 @@ typedef struct rvm {
         json_t *notes;
         dd_manifest *m;
         bool again; /* failed, and another attempt is due */
-        int r;      /* the last worker-pool call's result */
 } rvm;
 
 struct run {
@@ -112,8 +111,6 @@ struct run {
         void *userdata;
         vb_error err; /* of the run as a whole */
         char message[1024];
-        int r;
-        int64_t holder;
 };
 
 struct vb_runner {
@@ -124,9 +121,6 @@ struct vb_runner {
         uint64_t generation;
         void (*on_change)(void *userdata, int64_t run_id);
         void *on_change_userdata;
-        /* The scheduler's pass. */
-        char **due;
-        size_t n_due;
         /* Recovery. */
         vb_run_vm *lost;
         size_t n_lost, cur_lost;
