@@ -1988,19 +1988,15 @@ static int cas_disk_target(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk
 
 /* ---- the restore side (§3.6, §3.7) ---- */
 
-/* The new object's id once its task is done (vm/add: targetId). */
+/* The new VM's id once its task is done (vm/add: targetId). */
 typedef struct id_op {
         vb_hv *hv;
         vb_hv_id_fn done;
         void *userdata;
-        char *host_id, *pool, *name; /* volume_create: to find the new volume's path */
 } id_op;
 
 static void id_op_free(id_op *o)
 {
-        free(o->host_id);
-        free(o->pool);
-        free(o->name);
         free(o);
 }
 
@@ -2040,8 +2036,9 @@ static json_t *domain_from_config(json_t *config)
                 memory = v;
         json_array_foreach(cas_get_list(config, "network"), i, item)
         {
-                json_t *n = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?}", "vsId", cas_get_str(item, "vsId"), "vsName",
-                                      cas_get_str(item, "vsName"), "profileId", cas_get_str(item, "profileId"),
+                json_t *n = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "vsId", cas_get_str(item, "vsId"),
+                                      "vsName", cas_get_str(item, "vsName"), "profileId",
+                                      cas_get_str(item, "profileId"), "profileName", cas_get_str(item, "profileName"),
                                       "deviceModel", cas_get_str(item, "deviceModel"), "mac", cas_get_str(item, "mac"));
                 if (!n || json_array_append_new(nets, n) < 0)
                         goto oom;
@@ -2103,46 +2100,43 @@ static int cas_vm_create(vb_hv *hv, json_t *config, vb_hv_id_fn done, void *user
         return k;
 }
 
-static void volume_listed(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
-{
-        id_op *o = ctx;
-        json_t *item;
-        size_t i;
+/* ---- volumes (§3.6) ---- */
 
-        (void)resp;
-        if (r != VB_OK) {
-                o->done(o->userdata, r, msg, NULL);
-                return id_op_free(o);
-        }
-        json_array_foreach(cas_get_list(doc, "storageVolume"), i,
-                           item) if (streq_ptr(cas_get_str(item, "name"), o->name) && cas_get_str(item, "path"))
-        {
-                o->done(o->userdata, VB_OK, "", cas_get_str(item, "path"));
-                return id_op_free(o);
-        }
-        o->done(o->userdata, VB_E_PROTOCOL, "storage/volume: the new volume is not listed", NULL);
-        id_op_free(o);
+/* volume_create and volume_stat: the host's pools first when the pool (or
+ * the sub-directory) has to be found from a path, then the request. */
+typedef struct vol_op {
+        vb_hv *hv;
+        vb_hv_id_fn created;     /* volume_create, or */
+        vb_hv_volume_fn statted; /* volume_stat */
+        void *userdata;
+        char *host_id, *pool, *subdir, *name, *path, *format;
+        uint64_t size;
+        vb_prealloc prealloc;
+} vol_op;
+
+static void vol_op_free(vol_op *o)
+{
+        free(o->host_id);
+        free(o->pool);
+        free(o->subdir);
+        free(o->name);
+        free(o->path);
+        free(o->format);
+        free(o);
 }
 
-static void volume_created(void *ctx, vb_error r, const char *msg, const cas_task *t)
+static void vol_fail(vol_op *o, vb_error r, const char *msg)
 {
-        id_op *o = ctx;
-        char path[512];
-        int k;
+        if (o->created)
+                o->created(o->userdata, r, msg, NULL);
+        else
+                o->statted(o->userdata, r, msg, NULL);
+        vol_op_free(o);
+}
 
-        (void)t;
-        if (r != VB_OK) {
-                o->done(o->userdata, r, msg, NULL);
-                return id_op_free(o);
-        }
-        /* Its path, which attaching it needs (§3.6). */
-        snprintf(path, sizeof(path), "/storage/volume?hostId=%s&poolName=%s&volumeName=%s", o->host_id, o->pool,
-                 o->name);
-        k = call_start(o->hv, "GET", path, volume_listed, o);
-        if (k < 0) {
-                o->done(o->userdata, k == -ESHUTDOWN ? VB_E_INTERRUPTED : VB_E_FAILED, strerror(-k), NULL);
-                id_op_free(o);
-        }
+static void vol_fail_errno(vol_op *o, int k)
+{
+        vol_fail(o, k == -ESHUTDOWN ? VB_E_INTERRUPTED : k == -ENOMEM ? VB_E_FAILED : VB_E_USAGE, strerror(-k));
 }
 
 /* Names that go into paths and queries as they are. */
@@ -2153,40 +2147,220 @@ static bool name_ok(const char *s)
                          "rstuvwxyz0123456789._-") == strlen(s);
 }
 
-static int cas_volume_create(vb_hv *hv, const char *host_id, const char *pool, const char *name, const char *format,
-                             uint64_t size, vb_hv_id_fn done, void *userdata)
+/* Whether a listed volume is the one asked for: by path when known, else
+ * by name in the sub-directory asked for (the listing holds the pool's
+ * sub-directories too). */
+static bool vol_match(const vol_op *o, json_t *item)
 {
-        json_t *body;
-        id_op *o;
-        char step[300];
+        const char *path = cas_get_str(item, "path"), *slash;
+        char tail[300];
+        size_t n, t;
+
+        if (!path || !streq_ptr(cas_get_str(item, "name"), o->name))
+                return false;
+        if (o->path)
+                return streq(path, o->path);
+        if (o->subdir) {
+                snprintf(tail, sizeof(tail), "/%s/%s", o->subdir, o->name);
+                n = strlen(path);
+                t = strlen(tail);
+                return n >= t && streq(path + n - t, tail);
+        }
+        return (slash = strrchr(path, '/')) && streq(slash + 1, o->name);
+}
+
+static void vol_listed(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        vol_op *o = ctx;
+        json_t *item, *best = NULL;
+        size_t i;
+
+        (void)resp;
+        if (r != VB_OK)
+                return vol_fail(o, r, msg);
+        /* Several may match without a sub-directory: the shortest path is the pool's own folder. */
+        json_array_foreach(cas_get_list(doc, "storageVolume"), i,
+                           item) if (vol_match(o, item) &&
+                                     (!best || strlen(cas_get_str(item, "path")) < strlen(cas_get_str(best, "path"))))
+                best = item;
+        if (o->created) {
+                if (!best)
+                        return vol_fail(o, VB_E_PROTOCOL, "storage/volume: the new volume is not listed");
+                o->created(o->userdata, VB_OK, "", cas_get_str(best, "path"));
+        } else {
+                vb_hv_volume v = { .host_id = o->host_id, .pool = o->pool, .name = o->name };
+                double mb = 0;
+
+                if (best) {
+                        v.path = cas_get_str(best, "path");
+                        v.format = cas_get_str(best, "format");
+                        if (cas_get_double(best, "size", &mb) == 0 && mb > 0)
+                                v.size = (uint64_t)(mb * 1048576.0 + 0.5);
+                }
+                o->statted(o->userdata, VB_OK, "", best ? &v : NULL);
+        }
+        vol_op_free(o);
+}
+
+static int vol_list(vol_op *o)
+{
+        _cleanup_free_ char *path = NULL;
+
+        if (!name_ok(o->pool) || !name_ok(o->name))
+                return -EINVAL;
+        if (asprintf(&path, "/storage/volume?hostId=%s&poolName=%s&volumeName=%s", o->host_id, o->pool, o->name) < 0)
+                return -ENOMEM;
+        return call_start(o->hv, "GET", path, vol_listed, o);
+}
+
+static void vol_created(void *ctx, vb_error r, const char *msg, const cas_task *t)
+{
+        vol_op *o = ctx;
         int k;
 
-        if (!id_ok(host_id) || !name_ok(pool) || !name_ok(name) || !format ||
-            (!streq(format, "qcow2") && !streq(format, "raw")) || size == 0)
+        (void)t;
+        if (r != VB_OK)
+                return vol_fail(o, r, msg);
+        /* Its path, which writing and attaching it need. */
+        k = vol_list(o);
+        if (k < 0)
+                vol_fail_errno(o, k);
+}
+
+static int vol_post(vol_op *o)
+{
+        /* S1's mode: 0 lazy-zeroed, 1 zeroed, 2 thin. */
+        static const int modes[] = { [VB_PREALLOC_THIN] = 2, [VB_PREALLOC_LAZY] = 0, [VB_PREALLOC_EAGER] = 1 };
+        json_t *body;
+        char step[400];
+        int k;
+
+        if (!name_ok(o->pool) || !name_ok(o->name) || (o->subdir && !name_ok(o->subdir)))
+                return -EINVAL;
+        /* capacity in MB, rounded up (§3.6: sizes are MB). */
+        body = json_pack("{s:s, s:s, s:s, s:I, s:s}", "hostId", o->host_id, "spName", o->pool, "volName", o->name,
+                         "capacity", (json_int_t)((o->size + (1u << 20) - 1) >> 20), "format", o->format);
+        if (!body)
+                return -ENOMEM;
+        if ((o->subdir && json_object_set_new(body, "secDir", json_string(o->subdir)) < 0) ||
+            (o->prealloc != VB_PREALLOC_DEFAULT &&
+             json_object_set_new(body, "mode", json_integer(modes[o->prealloc])) < 0)) {
+                json_decref(body);
+                return -ENOMEM;
+        }
+        snprintf(step, sizeof(step), "creating volume %s%s%s in pool %s of host %s", o->subdir ?: "",
+                 o->subdir ? "/" : "", o->name, o->pool, o->host_id);
+        k = task_start(o->hv, "POST", "/storage/volume", body, "volAddParameter", NULL, NULL, step, vol_created, o);
+        json_decref(body);
+        return k;
+}
+
+/* The pool whose folder holds o->path (directly, or in one sub-directory),
+ * the one named first when several do. */
+static void vol_pools_listed(void *ctx, vb_error r, const char *msg, json_t *doc, const cas_http_response *resp)
+{
+        vol_op *o = ctx;
+        _cleanup_free_ char *dir = NULL;
+        const char *pool = NULL, *sub = NULL;
+        json_t *item;
+        size_t i;
+        int k;
+
+        (void)resp;
+        if (r != VB_OK)
+                return vol_fail(o, r, msg);
+        dir = strndup(o->path, strrchr(o->path, '/') - o->path);
+        if (!dir)
+                return vol_fail_errno(o, -ENOMEM);
+        json_array_foreach(cas_get_list(doc, "storagePool"), i, item)
+        {
+                const char *name = cas_get_str(item, "name"), *pp = cas_get_str(item, "path"), *rest;
+                size_t n;
+
+                if (!name || !pp)
+                        continue;
+                n = strlen(pp);
+                while (n > 1 && pp[n - 1] == '/')
+                        n--;
+                if (strncmp(dir, pp, n) != 0)
+                        continue;
+                rest = dir + n;
+                if (*rest && (*rest != '/' || strchr(rest + 1, '/')))
+                        continue; /* not this pool, or deeper than a sub-directory */
+                if (!pool || streq_ptr(name, o->pool)) {
+                        pool = name;
+                        sub = *rest ? rest + 1 : NULL;
+                }
+        }
+        if (!pool) {
+                char m[600];
+
+                snprintf(m, sizeof(m), "host %s has no storage pool holding %s", o->host_id, o->path);
+                if (o->statted) { /* no pool holds it: it is not there */
+                        o->statted(o->userdata, VB_OK, "", NULL);
+                        return vol_op_free(o);
+                }
+                return vol_fail(o, VB_E_NOT_FOUND, m);
+        }
+        free(o->pool);
+        o->pool = strdup(pool);
+        if (!o->pool || (sub && !(o->subdir = strdup(sub))))
+                return vol_fail_errno(o, -ENOMEM);
+        k = o->created ? vol_post(o) : vol_list(o);
+        if (k < 0)
+                vol_fail_errno(o, k);
+}
+
+static int vol_start(vb_hv *hv, const vb_hv_volume *v, vb_hv_id_fn created, vb_hv_volume_fn statted, void *userdata)
+{
+        vol_op *o;
+        const char *base;
+        char path[256];
+        int k;
+
+        if (!id_ok(v->host_id) ||
+            (v->path && (v->path[0] != '/' || !(base = strrchr(v->path, '/')) || !name_ok(base + 1))))
                 return -EINVAL;
         o = calloc(1, sizeof(*o));
         if (!o)
                 return -ENOMEM;
-        *o = (id_op){ .hv = hv,
-                      .done = done,
-                      .userdata = userdata,
-                      .host_id = strdup(host_id),
-                      .pool = strdup(pool),
-                      .name = strdup(name) };
-        /* capacity in MB, rounded up (§3.6: sizes are MB). */
-        body = json_pack("{s:s, s:s, s:s, s:I, s:s}", "hostId", host_id, "spName", pool, "volName", name, "capacity",
-                         (json_int_t)((size + (1u << 20) - 1) >> 20), "format", format);
-        if (!o->host_id || !o->pool || !o->name || !body) {
-                json_decref(body);
-                id_op_free(o);
+        *o = (vol_op){ .hv = hv,
+                       .created = created,
+                       .statted = statted,
+                       .userdata = userdata,
+                       .size = v->size,
+                       .prealloc = v->prealloc };
+        if (!(o->host_id = strdup(v->host_id)) || (v->pool && !(o->pool = strdup(v->pool))) ||
+            (v->subdir && !(o->subdir = strdup(v->subdir))) || (v->path && !(o->path = strdup(v->path))) ||
+            !(o->format = strdup(v->format ?: "qcow2")) ||
+            !(o->name = strdup(v->path ? strrchr(v->path, '/') + 1 : v->name ?: ""))) {
+                vol_op_free(o);
                 return -ENOMEM;
         }
-        snprintf(step, sizeof(step), "creating volume %s in pool %s of host %s", name, pool, host_id);
-        k = task_start(hv, "POST", "/storage/volume", body, "volAddParameter", NULL, NULL, step, volume_created, o);
-        json_decref(body);
+        if (o->path) {
+                /* Which pool (and sub-directory) the path is in. */
+                snprintf(path, sizeof(path), "/storage/pool?hostId=%s", o->host_id);
+                k = call_start(hv, "GET", path, vol_pools_listed, o);
+        } else
+                k = created ? vol_post(o) : vol_list(o);
         if (k < 0)
-                id_op_free(o);
+                vol_op_free(o);
         return k;
+}
+
+static int cas_volume_create(vb_hv *hv, const vb_hv_volume *v, vb_hv_id_fn done, void *userdata)
+{
+        if (!v->format || (!streq(v->format, "qcow2") && !streq(v->format, "raw")) || v->size == 0 ||
+            (unsigned)v->prealloc > VB_PREALLOC_EAGER || (!v->path && (!v->pool || !name_ok(v->name))))
+                return -EINVAL;
+        return vol_start(hv, v, done, NULL, userdata);
+}
+
+static int cas_volume_stat(vb_hv *hv, const vb_hv_volume *v, vb_hv_volume_fn done, void *userdata)
+{
+        if (!v->path && (!v->pool || !v->name))
+                return -EINVAL;
+        return vol_start(hv, v, NULL, done, userdata);
 }
 
 static int cas_disk_attach(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, vb_hv_done_fn done, void *userdata)
@@ -2224,29 +2398,119 @@ static int cas_vm_delete(vb_hv *hv, const vb_hv_vm *vm, bool with_disks, vb_hv_d
                            done, userdata);
 }
 
-static json_t *cas_config_new(json_t *captured, const char *name, const char *host_id)
+/* The product's CPU modes as CAS names them. */
+static const char *cpu_mode_to_cas(const char *mode)
 {
-        json_t *c = json_deep_copy(captured), *item;
-        size_t i;
-
-        if (!c || !json_is_object(c) || !name || !host_id)
-                goto fail;
-        json_object_del(c, "id");
-        json_object_del(c, "uuid");
-        if (json_object_set_new(c, "name", json_string(name)) < 0 ||
-            json_object_set_new(c, "title", json_string(name)) < 0 ||
-            json_object_set_new(c, "hostId", json_string(host_id)) < 0)
-                goto fail;
-        /* CAS gives the new VM its own MAC addresses (§3.7: mac is optional). */
-        json_array_foreach(cas_get_list(c, "network"), i, item) json_object_del(item, "mac");
-        return c;
-fail:
-        json_decref(c);
+        if (streq(mode, "compatible"))
+                return "custom";
+        if (streq(mode, "host-match"))
+                return "host-model";
+        if (streq(mode, "passthrough"))
+                return "host-passthrough";
         return NULL;
 }
 
-static int cas_config_disk(json_t *config, const char *device, const char *path, const char *pool,
-                           const char **old_pool)
+static bool device_chosen(const vb_hv_vm_settings *s, const char *device)
+{
+        if (s->n_devices == 0)
+                return true;
+        for (size_t i = 0; i < s->n_devices; i++)
+                if (streq_ptr(s->devices[i], device))
+                        return true;
+        return false;
+}
+
+/* The member object key of c, made when missing. */
+static json_t *config_obj(json_t *c, const char *key)
+{
+        json_t *o = cas_get_obj(c, key);
+
+        if (!o) {
+                o = json_object();
+                if (!o || json_object_set_new(c, key, o) < 0)
+                        return NULL;
+        }
+        return o;
+}
+
+static int config_set(json_t *c, const char *obj, const char *key, json_t *v)
+{
+        json_t *o = config_obj(c, obj);
+
+        return o && v && json_object_set_new(o, key, v) == 0 ? 0 : -ENOMEM;
+}
+
+static json_t *cas_config_new(json_t *captured, const vb_hv_vm_settings *s)
+{
+        json_t *c = json_deep_copy(captured), *item, *kept = NULL, *nets = NULL;
+        const char *mode = NULL;
+        size_t i;
+
+        if (!c || !json_is_object(c) || !s->name || !s->host_id)
+                goto fail;
+        if (s->cpu_mode && !(mode = cpu_mode_to_cas(s->cpu_mode))) {
+                json_decref(c);
+                errno = EINVAL;
+                return NULL;
+        }
+        json_object_del(c, "id");
+        json_object_del(c, "uuid");
+        if (json_object_set_new(c, "name", json_string(s->name)) < 0 ||
+            json_object_set_new(c, "title", json_string(s->title ?: s->name)) < 0 ||
+            json_object_set_new(c, "hostId", json_string(s->host_id)) < 0)
+                goto fail;
+        if ((s->cpu_sockets && config_set(c, "cpu", "cpuSockets", json_integer(s->cpu_sockets)) < 0) ||
+            (s->cpu_cores && config_set(c, "cpu", "cpuCores", json_integer(s->cpu_cores)) < 0) ||
+            (mode && config_set(c, "cpu", "cpuMode", json_string(mode)) < 0) ||
+            (s->memory_mb && config_set(c, "memory", "size", json_integer((json_int_t)s->memory_mb)) < 0))
+                goto fail;
+        if (s->nics_set) {
+                const char *model = NULL;
+
+                json_array_foreach(cas_get_list(c, "network"), i, item) if (!model) model =
+                        cas_get_str(item, "deviceModel");
+                nets = json_array();
+                if (!nets)
+                        goto fail;
+                for (i = 0; i < s->n_nics; i++) {
+                        const vb_hv_nic_setting *n = &s->nics[i];
+                        bool numeric = n->profile && n->profile[strspn(n->profile, "0123456789")] == '\0';
+                        json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s}", "vsName", n->vswitch, "profileId",
+                                              numeric ? n->profile : NULL, "profileName", numeric ? NULL : n->profile,
+                                              "deviceModel", model ?: "virtio");
+
+                        if (!o || json_array_append_new(nets, o) < 0)
+                                goto fail;
+                }
+                if (json_object_set_new(c, "network", TAKE_PTR(nets)) < 0)
+                        goto fail;
+        } else if (!s->keep_identity)
+                /* CAS gives the new VM its own MAC addresses (§3.7: mac is optional). */
+                json_array_foreach(cas_get_list(c, "network"), i, item) json_object_del(item, "mac");
+        /* Only the disks chosen. */
+        kept = json_array();
+        if (!kept)
+                goto fail;
+        json_array_foreach(cas_get_list(c, "storage"), i, item)
+        {
+                const char *kind = cas_get_str(item, "device");
+
+                if ((kind && !streq(kind, "disk")) || device_chosen(s, cas_get_str(item, "deviceName")))
+                        if (json_array_append(kept, item) < 0)
+                                goto fail;
+        }
+        if (json_object_set_new(c, "storage", TAKE_PTR(kept)) < 0)
+                goto fail;
+        return c;
+fail:
+        json_decref(kept);
+        json_decref(nets);
+        json_decref(c);
+        errno = ENOMEM;
+        return NULL;
+}
+
+static int cas_config_disk(json_t *config, const char *device, const char *path, const char *pool, vb_hv_disk *was)
 {
         json_t *item;
         size_t i;
@@ -2254,8 +2518,17 @@ static int cas_config_disk(json_t *config, const char *device, const char *path,
         json_array_foreach(cas_get_list(config, "storage"), i,
                            item) if (streq_ptr(cas_get_str(item, "deviceName"), device))
         {
-                if (old_pool)
-                        *old_pool = cas_get_str(item, "poolName");
+                if (was) {
+                        double mb = 0;
+
+                        *was = (vb_hv_disk){ .device = (char *)cas_get_str(item, "deviceName"),
+                                             .path = (char *)cas_get_str(item, "path"),
+                                             .format = (char *)cas_get_str(item, "format"),
+                                             .bus = (char *)cas_get_str(item, "targetBus"),
+                                             .pool = (char *)cas_get_str(item, "poolName") };
+                        if (cas_get_double(item, "size", &mb) == 0 && mb > 0)
+                                was->size = (uint64_t)(mb * 1048576.0 + 0.5);
+                }
                 if (path && json_object_set_new(item, "path", json_string(path)) < 0)
                         return -ENOMEM;
                 if (pool && json_object_set_new(item, "poolName", json_string(pool)) < 0)
@@ -2280,6 +2553,7 @@ const vb_hv_driver cas_driver = {
         .power = cas_power,
         .vm_create = cas_vm_create,
         .volume_create = cas_volume_create,
+        .volume_stat = cas_volume_stat,
         .disk_attach = cas_disk_attach,
         .vm_delete = cas_vm_delete,
         .config_new = cas_config_new,

@@ -730,6 +730,7 @@ static int verb_restore(cli *x, const char *id)
 {
         _cleanup_(sp_pool_closep) sp_pool *p = NULL;
         run_ctx rc = { .x = x, .label = "restore" };
+        vb_restore_disk where = { .pool = x->storage_pool };
         vb_vmrestore_opts o;
         int r;
 
@@ -752,7 +753,8 @@ static int verb_restore(cli *x, const char *id)
                                  .vm = x->vm,
                                  .name = x->name,
                                  .host_id = x->host,
-                                 .storage_pool = x->storage_pool,
+                                 .disks = &where,
+                                 .n_disks = 1,
                                  .power_on = x->power_on,
                                  .transfer = &x->net.disk,
                                  .progress = run_progress,
@@ -765,11 +767,8 @@ static int verb_restore(cli *x, const char *id)
         if (r == -EBADMSG)
                 return vb_cli_fail(VB_E_USAGE, "restore point %s holds no VM configuration (not a platform backup)",
                                    id);
-        if (r == -EDESTADDRREQ)
-                return vb_cli_fail(VB_E_USAGE,
-                                   "restore point %s does not say which storage pool a disk was in: give "
-                                   "--storage-pool",
-                                   id);
+        if (r == -EINVAL)
+                return vb_cli_fail(VB_E_USAGE, "restore point %s: bad restore settings (see --help)", id);
         r = run_wait(&rc, r, "restore");
         if (r)
                 return r;

@@ -26,8 +26,9 @@ typedef struct vb_daemon {
         vb_api *api;
         vb_catalog *catalog;
         vb_credstore *creds;
-        struct vb_runner *runner; /* runs, retries, the scheduler */
-        vb_lane *lane;            /* the catalog's and credential store's calls */
+        struct vb_runner *runner;     /* runs, retries, the scheduler */
+        struct vb_restorer *restorer; /* restores */
+        vb_lane *lane;                /* the catalog's and credential store's calls */
         time_t started;
 } vb_daemon;
 
@@ -36,5 +37,6 @@ int vb_api_platforms_register(vb_daemon *d); /* api-platforms.c: platforms, inve
 int vb_api_pools_register(vb_daemon *d);     /* api-pools.c: pools, restore points */
 int vb_api_jobs_register(vb_daemon *d);      /* api-jobs.c: jobs */
 int vb_api_runs_register(vb_daemon *d);      /* api-runs.c: start, stop, runs, retry, progress */
+int vb_api_restores_register(vb_daemon *d);  /* api-restores.c: restores, their plans and progress */
 
 #endif

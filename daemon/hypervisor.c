@@ -174,6 +174,32 @@ int vb_snapshot_type_from_string(const char *s)
         return -1;
 }
 
+static const char *const prealloc_names[] = {
+        [VB_PREALLOC_DEFAULT] = "default",
+        [VB_PREALLOC_THIN] = "thin",
+        [VB_PREALLOC_LAZY] = "lazy",
+        [VB_PREALLOC_EAGER] = "eager",
+};
+
+const char *vb_prealloc_to_string(vb_prealloc p)
+{
+        return (unsigned)p < ELEMENTSOF(prealloc_names) ? prealloc_names[p] : "default";
+}
+
+int vb_prealloc_from_string(const char *s)
+{
+        if (!s)
+                return -1;
+        if (streq(s, "lazy-zeroed"))
+                return VB_PREALLOC_LAZY;
+        if (streq(s, "eager-zeroed"))
+                return VB_PREALLOC_EAGER;
+        for (size_t i = VB_PREALLOC_THIN; i < ELEMENTSOF(prealloc_names); i++)
+                if (streq(s, prealloc_names[i]))
+                        return (int)i;
+        return -1;
+}
+
 const char *vb_vm_state_to_string(vb_vm_state s)
 {
         switch (s) {

@@ -143,6 +143,52 @@ typedef void (*vb_hv_snapshot_fn)(void *userdata, vb_error r, const char *messag
 typedef void (*vb_hv_source_fn)(void *userdata, vb_error r, const char *message, const vb_hv_disk_source *src);
 typedef void (*vb_hv_id_fn)(void *userdata, vb_error r, const char *message, const char *id);
 
+/* How a new volume's space is allocated (product §6). */
+typedef enum vb_prealloc {
+        VB_PREALLOC_DEFAULT, /* the platform's default (thin) */
+        VB_PREALLOC_THIN,    /* nothing allocated up front */
+        VB_PREALLOC_LAZY,    /* lazy-zeroed: allocated, zeroed on first use */
+        VB_PREALLOC_EAGER,   /* eager-zeroed: allocated and zeroed now */
+} vb_prealloc;
+
+/* A volume of a host's storage pool. */
+typedef struct vb_hv_volume {
+        const char *host_id;
+        const char *pool;   /* the storage pool's name */
+        const char *subdir; /* a sub-directory of the pool, or NULL */
+        const char *name;   /* the file name */
+        const char *path;   /* volume_create: instead of pool, subdir and name, the absolute path
+                             * wanted (a disk put back where it was); volume_stat: its path */
+        const char *format; /* qcow2 or raw */
+        uint64_t size;      /* virtual size, bytes */
+        vb_prealloc prealloc;
+} vb_hv_volume;
+
+/* v is NULL (and r VB_OK) when there is no such volume. */
+typedef void (*vb_hv_volume_fn)(void *userdata, vb_error r, const char *message, const vb_hv_volume *v);
+
+/* What a restore changes of a captured configuration (config_new). Zero
+ * and NULL members keep what was captured. */
+typedef struct vb_hv_nic_setting {
+        const char *vswitch; /* the virtual switch's name */
+        const char *profile; /* the network policy template's id or name; NULL: the switch's default */
+} vb_hv_nic_setting;
+
+typedef struct vb_hv_vm_settings {
+        const char *name;    /* the VM's name, also its title when title is NULL */
+        const char *title;   /* NULL: name (a new VM), or the captured one with keep_identity */
+        const char *host_id; /* required */
+        bool keep_identity;  /* original path: keep the captured MAC addresses */
+        unsigned cpu_sockets, cpu_cores;
+        const char *cpu_mode; /* compatible, host-match, passthrough */
+        uint64_t memory_mb;
+        const vb_hv_nic_setting *nics; /* replace the captured NICs when nics_set */
+        size_t n_nics;
+        bool nics_set;
+        const char *const *devices; /* the disks the VM keeps (others are left out); n_devices 0: all */
+        size_t n_devices;
+} vb_hv_vm_settings;
+
 typedef struct vb_hv_driver {
         const char *name; /* "cas", "libvirt" */
 
@@ -181,17 +227,25 @@ typedef struct vb_hv_driver {
         int (*power)(vb_hv *hv, const vb_hv_vm *vm, vb_power_op op, vb_hv_done_fn done, void *userdata);
 
         /* Restore side. The captured configuration is the driver's own
-         * shape: config_new makes a new VM's from it (new name and host,
-         * nothing of the original's identity: ids, MAC addresses), and
-         * config_disk points one of its disks (by device name) at a new
-         * path and pool, answering the pool it was in (NULL: unknown;
-         * -ENOENT: no such disk). */
-        json_t *(*config_new)(json_t *captured, const char *name, const char *host_id);
-        int (*config_disk)(json_t *config, const char *device, const char *path, const char *pool,
-                           const char **old_pool);
+         * shape: config_new makes a VM's from it with the settings s (ids
+         * and uuid dropped; MAC addresses dropped unless s->keep_identity;
+         * only the disks of s->devices), and config_disk points one of its
+         * disks (by device name) at a new path and pool (either may be
+         * NULL: unchanged), first filling *was (when not NULL) with the
+         * disk as it was: path, format, bus, pool (NULL when not known),
+         * borrowed from config; -ENOENT: no such disk. NULL from
+         * config_new: out of memory, or a setting the driver cannot apply
+         * (errno EINVAL). */
+        json_t *(*config_new)(json_t *captured, const vb_hv_vm_settings *s);
+        int (*config_disk)(json_t *config, const char *device, const char *path, const char *pool, vb_hv_disk *was);
         int (*vm_create)(vb_hv *hv, json_t *config, vb_hv_id_fn done, void *userdata);
-        int (*volume_create)(vb_hv *hv, const char *host_id, const char *pool, const char *name, const char *format,
-                             uint64_t size, vb_hv_id_fn done, void *userdata);
+        /* A new volume; the id answered is its path. Fails when the file
+         * exists. */
+        int (*volume_create)(vb_hv *hv, const vb_hv_volume *v, vb_hv_id_fn done, void *userdata);
+        /* Whether a volume exists, with its path, format and size: the one
+         * at v->path (in v->pool when known), or v->name in v->pool (and
+         * v->subdir), on v->host_id. */
+        int (*volume_stat)(vb_hv *hv, const vb_hv_volume *v, vb_hv_volume_fn done, void *userdata);
         int (*disk_attach)(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, vb_hv_done_fn done, void *userdata);
         int (*vm_delete)(vb_hv *hv, const vb_hv_vm *vm, bool with_disks, vb_hv_done_fn done, void *userdata);
 } vb_hv_driver;
@@ -211,6 +265,9 @@ const char *vb_snapshot_type_to_string(vb_snapshot_type t);
 /* -1 when s names no type. */
 int vb_snapshot_type_from_string(const char *s);
 const char *vb_vm_state_to_string(vb_vm_state s);
+const char *vb_prealloc_to_string(vb_prealloc p);
+/* thin, lazy (lazy-zeroed), eager (eager-zeroed); -1 for anything else. */
+int vb_prealloc_from_string(const char *s);
 /* The JSON the command line and the API show (camelCase keys, sizes in bytes). */
 json_t *vb_hv_vm_to_json(const vb_hv_vm *vm, bool with_config);
 json_t *vb_hv_inventory_to_json(const vb_hv_inventory *inv);

@@ -165,9 +165,11 @@ done
 expect_exit 0 "$VBAK" cas vm --cvm "$CVM" --user admin --password-file password --vm web01-copy --json
 assert_eq "running 2 web01-copy" "$(py 'j["state"], len(j["disks"]), j["title"]')" "the new VM"
 assert_contains <(py 'j["config"]') "'cpuSockets'"
-expect_exit 19 "$VBAK" cas restore "$incr" --cvm "$CVM" --user admin --password-file password --pool pool \
+# A second restore under the same name is refused before anything is made.
+expect_exit 14 "$VBAK" cas restore "$incr" --cvm "$CVM" --user admin --password-file password --pool pool \
         --cvd-port "$CVD_PORT" --cvd-token-file "$STATE/cvd.token" --name web01-copy
-assert_contains "$LAST_ERR" "web01-copy-vda.qcow2"
+assert_contains "$LAST_ERR" "a VM named web01-copy exists"
+[[ ! -e $POOLDIR/web01-copy-vda-2.qcow2 ]] || die "a refused restore made a volume"
 # And deleted again, with its disks (a running VM is refused first).
 expect_exit 19 "$VBAK" cas delete --cvm "$CVM" --user admin --password-file password --vm web01-copy --with-disks
 assert_contains "$LAST_ERR" "vm web01-copy (id "
