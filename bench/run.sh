@@ -3,6 +3,7 @@
 # bench/run.sh -- the `make bench` harness: builds the data set once
 # (bench/mkdata.sh), then times vbak against zstd, borg and restic on the
 # same images and prints one table, with the targets and whether they hold.
+# Restores over NBD are in bench/restore.sh, which this script sources.
 # docs/performance.md explains every number.
 #
 # Usage: bench/run.sh BUILD_DIR        (BUILD_DIR holds the vbak binary)
@@ -10,8 +11,8 @@
 #   VBAK_BENCH_DATA    data set and scratch folder (default /var/tmp/vbak-bench)
 #   VBAK_BENCH_REPEAT  rounds of the timed single-image rows; the table shows
 #                      the median (default 3)
-#   VBAK_BENCH_ONLY    a subset of "vbak nbd zstd borg restic dedup chunks daemon"
-#                      (default: all)
+#   VBAK_BENCH_ONLY    a subset of "vbak restore nbd zstd borg restic dedup chunks
+#                      daemon" (default: all; restore runs the vbak rows too)
 #   VBAK_BENCH_STRICT  1: exit 3 when a target does not hold
 #   VBAK_BENCH_STORE_FS 0: keep repositories on the file system of
 #                      VBAK_BENCH_DATA instead of a fresh loop-mounted ext4
@@ -23,7 +24,7 @@ BUILD=${1:?usage: bench/run.sh BUILD_DIR}
 BUILD_ABS=$(cd "$BUILD" 2>/dev/null && pwd || echo "$BUILD")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATA=${VBAK_BENCH_DATA:-/var/tmp/vbak-bench}
-ONLY=${VBAK_BENCH_ONLY:-vbak nbd zstd borg restic dedup chunks daemon}
+ONLY=${VBAK_BENCH_ONLY:-vbak restore nbd zstd borg restic dedup chunks daemon}
 REPEAT=${VBAK_BENCH_REPEAT:-3}
 STRICT=${VBAK_BENCH_STRICT:-0}
 RUN=$DATA/run
@@ -44,7 +45,7 @@ case $REPEAT in
 *) die "VBAK_BENCH_REPEAT must be a number from 1 to 99" ;;
 esac
 VBAK=
-if want vbak || want dedup || want chunks; then
+if want vbak || want restore || want dedup || want chunks; then
         [ -x "$BUILD/vbak" ] || die "$BUILD/vbak not found: build it first (make all)"
         VBAK=$(cd "$BUILD" && pwd)/vbak
 fi
@@ -52,6 +53,11 @@ for c in zstd borg restic cmp du awk sort find; do
         command -v "$c" >/dev/null 2>&1 || die "missing command: $c (run scripts/deps.sh)"
 done
 [ -x /usr/bin/time ] || die "missing /usr/bin/time (apt-get install time)"
+if want restore || want nbd; then
+        for c in qemu-nbd qemu-img qemu-io nbdcopy; do
+                command -v "$c" >/dev/null 2>&1 || die "missing command: $c (run scripts/deps.sh)"
+        done
+fi
 
 "$HERE/mkdata.sh"
 
@@ -231,24 +237,33 @@ vbak_full_incr() {
 }
 
 round_vbak() { # round_vbak ROUND
-        local pool=$STORE/vbak-main tag=r$1-vbak target=$STORE/vbak-restore.img init=$LOG/r$1-vbak-init.json
+        local pool=$STORE/vbak-main tag=r$1-vbak target=$STORE/vbak-restore.img init=$LOG/r$1-vbak-init.json full_id
         log "  vbak: full backup, incremental, restore (pool with default options)"
         rm -rf "$pool"
         "$VBAK" pool init "$pool" --json >"$init"
         POOL_DEFAULTS="type $(jstr type "$init"), chunk size $(jnum chunk_size "$init")"
         POOL_DEFAULTS+=", compression $(jstr compression "$init"), fsync $(jstr fsync "$init")"
         vbak_full_incr "$pool" "$tag" 1
+        full_id=$(need "$(jstr id "$LOG/$tag-full.json")" "id in $LOG/$tag-full.json")
+        if want restore; then restore_file "$pool" "$full_id" "$tag"; fi
         sync
         timed "$tag-restore" "$LOG/$tag-restore.json" "$VBAK" pool restore "$pool" "$I_ID" --disk vda \
                 --target "$target" --json
-        row vbak-restore vbak "restore incremental" "$LOGICAL" "$ALLOC_CHANGED" 0 \
+        row vbak-restore vbak "restore incr to file" "$LOGICAL" "$ALLOC_CHANGED" 0 \
                 "wrote $(mib "$(alloc_of "$target")") MiB allocated"
         if ! cmp "$DATA/changed.img" "$target" >"$LOG/$tag-cmp.out" 2>&1; then
                 cat "$LOG/$tag-cmp.out" >&2
                 die "VBAK RESTORE DIFFERS FROM changed.img: restore point $I_ID of pool $pool, restored to $target"
         fi
-        rm -rf "$pool" "$target"
+        rm -f "$target"
+        if want restore; then round_restore "$pool" "$full_id" "$I_ID" "$1"; fi
+        rm -rf "$pool"
 }
+
+# ------------------------------------------------------------------ restore
+
+# shellcheck source=bench/restore.sh
+. "$HERE/restore.sh"
 
 # ------------------------------------------------------------------ nbd
 
@@ -430,7 +445,7 @@ round_restic() {
 # machine does not fall on one tool only.
 for ((round = 1; round <= REPEAT; round++)); do
         log "round $round of $REPEAT"
-        if want vbak; then round_vbak "$round"; fi
+        if want vbak || want restore; then round_vbak "$round"; fi
         if want nbd; then round_nbd "$round"; fi
         if want zstd; then round_zstd "$round"; fi
         if want borg; then round_borg "$round"; fi
@@ -595,6 +610,13 @@ if [ -n "$S_RESTORE" ] && [ -n "$S_RESTIC_RESTORE" ]; then
         target "$name" "$(yes_if_le "$S_RESTORE" "$S_RESTIC_RESTORE")" \
                 "vbak $S_RESTORE s, restic $S_RESTIC_RESTORE s"
 else target "$name" n/a "not measured"; fi
+restore_ratios
+S_RESTORE_NBD=$(sec_of vbak-restore-nbd-incr)
+name="restore over NBD at least as fast as restic's"
+if [ -n "$S_RESTORE_NBD" ] && [ -n "$S_RESTIC_RESTORE" ]; then
+        target "$name" "$(yes_if_le "$S_RESTORE_NBD" "$S_RESTIC_RESTORE")" \
+                "over NBD $S_RESTORE_NBD s, restic $S_RESTIC_RESTORE s, to a file $S_RESTORE s"
+else target "$name" n/a "not measured"; fi
 # The same dedup ratio for every tool: allocated bytes of the five images
 # over the unique plain bytes the tool keeps.
 dedup_of() { calc "$ALLOC_FIVE / ${D_UNIQUE[$1]}" "${2:-2}"; }
@@ -742,7 +764,9 @@ jlist() { printf '%s' "$1" | awk '{ for (i = 1; i <= NF; i++) printf "%s%s", (i 
                 printf '"peak_rss_kib": %s}' "${C_RSS[$cs]}"
                 sep=,
         done
-        printf '\n  ],\n  "daemon": '
+        printf '\n  ],\n  "restore_speed_ratios": {"nbd_full_vs_file": %s, "nbd_incremental_vs_file": %s, ' \
+                "${RR_FULL_FILE:-null}" "${RR_INCR_FILE:-null}"
+        printf '"nbd_incremental_vs_restic": %s},\n  "daemon": ' "${RR_INCR_RESTIC:-null}"
         if [ -n "$DAEMON_JSON" ]; then sed '$ s/$/,/' "$DAEMON_JSON"; else printf 'null,\n'; fi
         printf '  "targets": ['
         sep=

@@ -258,6 +258,49 @@ static const char schema_v2[] = "ALTER TABLE run_vms ADD COLUMN bytes_read INTEG
                                 "ALTER TABLE run_vms ADD COLUMN bytes_new INTEGER NOT NULL DEFAULT 0;\n"
                                 "ALTER TABLE run_vms ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';\n";
 
+/* Version 3: restores and their items (daemon/restorer.h). An item keeps
+ * its pool's id without a foreign key: it is history, like a run VM's
+ * platform id. */
+static const char schema_v3[] = "CREATE TABLE restores (\n"
+                                "        id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+                                "        name TEXT NOT NULL,\n"
+                                "        kind TEXT NOT NULL,\n"
+                                "        path TEXT NOT NULL,\n"
+                                "        spec TEXT NOT NULL DEFAULT '{}',\n"
+                                "        schedule TEXT NOT NULL DEFAULT 'now',\n"
+                                "        at INTEGER NOT NULL DEFAULT 0,\n"
+                                "        status TEXT NOT NULL DEFAULT 'waiting',\n"
+                                "        created INTEGER NOT NULL,\n"
+                                "        started INTEGER NOT NULL DEFAULT 0,\n"
+                                "        ended INTEGER NOT NULL DEFAULT 0,\n"
+                                "        error_code INTEGER NOT NULL DEFAULT 0,\n"
+                                "        message TEXT\n"
+                                ");\n"
+                                "CREATE INDEX restores_status ON restores(status);\n"
+                                "CREATE TABLE restore_items (\n"
+                                "        id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+                                "        restore_id INTEGER NOT NULL REFERENCES restores(id) ON DELETE CASCADE,\n"
+                                "        idx INTEGER NOT NULL,\n"
+                                "        pool_id INTEGER NOT NULL,\n"
+                                "        restore_point TEXT NOT NULL,\n"
+                                "        vm_name TEXT NOT NULL,\n"
+                                "        disk TEXT,\n"
+                                "        target TEXT,\n"
+                                "        host_id TEXT,\n"
+                                "        status TEXT NOT NULL DEFAULT 'waiting',\n"
+                                "        error_code INTEGER NOT NULL DEFAULT 0,\n"
+                                "        message TEXT,\n"
+                                "        target_vm_id TEXT,\n"
+                                "        volumes TEXT NOT NULL DEFAULT '[]',\n"
+                                "        incomplete TEXT NOT NULL DEFAULT '[]',\n"
+                                "        bytes_total INTEGER NOT NULL DEFAULT 0,\n"
+                                "        bytes_written INTEGER NOT NULL DEFAULT 0,\n"
+                                "        started INTEGER NOT NULL DEFAULT 0,\n"
+                                "        ended INTEGER NOT NULL DEFAULT 0,\n"
+                                "        UNIQUE (restore_id, idx)\n"
+                                ");\n"
+                                "CREATE INDEX restore_items_status ON restore_items(status);\n";
+
 /* migrations[v] takes the file from version v to v + 1. A migration may
  * only add: tables, indexes, columns with a default. One that must rebuild
  * a table has to turn foreign keys off around its transaction (the pragma
@@ -265,6 +308,7 @@ static const char schema_v2[] = "ALTER TABLE run_vms ADD COLUMN bytes_read INTEG
 static const char *const migrations[] = {
         schema_v1,
         schema_v2,
+        schema_v3,
 };
 
 _Static_assert(ELEMENTSOF(migrations) == VB_CATALOG_SCHEMA_VERSION, "one migration per schema version");
@@ -2024,6 +2068,502 @@ int vb_catalog_vm_locks_clear(vb_catalog *c)
         if (!c)
                 return -EINVAL;
         return WITH_TX(c, true, locks_clear_locked(c));
+}
+
+/* ---- restores ---- */
+
+static const char *const restore_kind_table[] = { "vm", "disk" };
+static const char *const restore_path_table[] = { "new", "original" };
+static const char *const restore_schedule_table[] = { "now", "manual", "once" };
+
+#define RESTORE_SELECT                                                                                                 \
+        "SELECT r.id, r.name, r.kind, r.path, r.spec, r.schedule, r.at, r.status, r.created, r.started, r.ended,"      \
+        " r.error_code, r.message, count(i.id), coalesce(sum(i.status = 'waiting'), 0),"                               \
+        " coalesce(sum(i.status = 'running'), 0), coalesce(sum(i.status = 'succeeded'), 0),"                           \
+        " coalesce(sum(i.status = 'failed'), 0), coalesce(sum(i.bytes_written), 0)"                                    \
+        " FROM restores r LEFT JOIN restore_items i ON i.restore_id = r.id "
+
+void vb_restore_clear(vb_restore *r)
+{
+        if (!r)
+                return;
+        free(r->name);
+        free(r->kind);
+        free(r->path);
+        json_decref(r->spec);
+        free(r->schedule);
+        free(r->message);
+        *r = (vb_restore){ 0 };
+}
+
+static void clear_restore(void *r)
+{
+        vb_restore_clear(r);
+}
+
+void vb_restores_free(vb_restore *v, size_t n)
+{
+        for (size_t i = 0; v && i < n; i++)
+                vb_restore_clear(&v[i]);
+        free(v);
+}
+
+static int read_restore(sqlite3_stmt *s, void *item)
+{
+        vb_restore *x = item;
+        int r = 0;
+
+        x->id = sqlite3_column_int64(s, 0);
+        x->name = col_str(s, 1, &r);
+        x->kind = col_str(s, 2, &r);
+        x->path = col_str(s, 3, &r);
+        x->spec = col_json(s, 4, &r);
+        x->schedule = col_str(s, 5, &r);
+        x->at = sqlite3_column_int64(s, 6);
+        x->status = col_enum(s, 7, run_status_table, _VB_RUN_STATUS_MAX, &r);
+        x->created = sqlite3_column_int64(s, 8);
+        x->started = sqlite3_column_int64(s, 9);
+        x->ended = sqlite3_column_int64(s, 10);
+        x->error_code = sqlite3_column_int(s, 11);
+        x->message = col_str(s, 12, &r);
+        x->n_items = (unsigned)sqlite3_column_int64(s, 13);
+        x->n_waiting = (unsigned)sqlite3_column_int64(s, 14);
+        x->n_running = (unsigned)sqlite3_column_int64(s, 15);
+        x->n_succeeded = (unsigned)sqlite3_column_int64(s, 16);
+        x->n_failed = (unsigned)sqlite3_column_int64(s, 17);
+        x->bytes_written = (uint64_t)sqlite3_column_int64(s, 18);
+        return r;
+}
+
+json_t *vb_restore_to_json(const vb_restore *r)
+{
+        if (!r)
+                return NULL;
+        return json_pack("{s:I, s:s?, s:s?, s:s?, s:o, s:s?, s:o, s:s?, s:I, s:I, s:I, s:i, s:o, s:s?, s:{s:I, s:I, "
+                         "s:I, s:I, s:I}, s:I}",
+                         "id", (json_int_t)r->id, "name", r->name, "kind", r->kind, "path", r->path, "spec",
+                         r->spec ? json_incref(r->spec) : json_object(), "schedule", r->schedule, "at",
+                         r->at ? json_integer(r->at) : json_null(), "status", vb_run_status_to_string(r->status),
+                         "created", (json_int_t)r->created, "started", (json_int_t)r->started, "ended",
+                         (json_int_t)r->ended, "error_code", r->error_code, "error",
+                         r->error_code ? json_string(vb_error_name(r->error_code)) : json_null(), "message", r->message,
+                         "items", "total", (json_int_t)r->n_items, "waiting", (json_int_t)r->n_waiting, "running",
+                         (json_int_t)r->n_running, "succeeded", (json_int_t)r->n_succeeded, "failed",
+                         (json_int_t)r->n_failed, "bytes_written", (json_int_t)r->bytes_written);
+}
+
+#define RESTORE_ITEM_SELECT                                                                                            \
+        "SELECT id, restore_id, idx, pool_id, restore_point, vm_name, disk, target, host_id, status, error_code,"      \
+        " message, target_vm_id, volumes, incomplete, bytes_total, bytes_written, started, ended FROM restore_items "
+
+void vb_restore_item_clear(vb_restore_item *it)
+{
+        if (!it)
+                return;
+        free(it->restore_point);
+        free(it->vm_name);
+        free(it->disk);
+        free(it->target);
+        free(it->host_id);
+        free(it->message);
+        free(it->target_vm_id);
+        json_decref(it->volumes);
+        json_decref(it->incomplete);
+        *it = (vb_restore_item){ 0 };
+}
+
+static void clear_restore_item(void *it)
+{
+        vb_restore_item_clear(it);
+}
+
+void vb_restore_items_free(vb_restore_item *v, size_t n)
+{
+        for (size_t i = 0; v && i < n; i++)
+                vb_restore_item_clear(&v[i]);
+        free(v);
+}
+
+static int read_restore_item(sqlite3_stmt *s, void *item)
+{
+        vb_restore_item *it = item;
+        int r = 0;
+
+        it->id = sqlite3_column_int64(s, 0);
+        it->restore_id = sqlite3_column_int64(s, 1);
+        it->idx = (unsigned)sqlite3_column_int64(s, 2);
+        it->pool_id = sqlite3_column_int64(s, 3);
+        it->restore_point = col_str(s, 4, &r);
+        it->vm_name = col_str(s, 5, &r);
+        it->disk = col_str(s, 6, &r);
+        it->target = col_str(s, 7, &r);
+        it->host_id = col_str(s, 8, &r);
+        it->status = col_enum(s, 9, run_vm_status_table, _VB_RUN_VM_STATUS_MAX, &r);
+        it->error_code = sqlite3_column_int(s, 10);
+        it->message = col_str(s, 11, &r);
+        it->target_vm_id = col_str(s, 12, &r);
+        it->volumes = col_json(s, 13, &r);
+        it->incomplete = col_json(s, 14, &r);
+        it->bytes_total = (uint64_t)sqlite3_column_int64(s, 15);
+        it->bytes_written = (uint64_t)sqlite3_column_int64(s, 16);
+        it->started = sqlite3_column_int64(s, 17);
+        it->ended = sqlite3_column_int64(s, 18);
+        return r;
+}
+
+json_t *vb_restore_item_to_json(const vb_restore_item *it)
+{
+        if (!it)
+                return NULL;
+        return json_pack("{s:I, s:I, s:I, s:I, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:i, s:o, s:s?, s:s?, s:o, s:o, "
+                         "s:I, s:I, s:I, s:I}",
+                         "id", (json_int_t)it->id, "restore_id", (json_int_t)it->restore_id, "idx", (json_int_t)it->idx,
+                         "pool_id", (json_int_t)it->pool_id, "restore_point", it->restore_point, "vm", it->vm_name,
+                         "disk", it->disk, "target", it->target, "host_id", it->host_id, "status",
+                         vb_run_vm_status_to_string(it->status), "error_code", it->error_code, "error",
+                         it->error_code ? json_string(vb_error_name(it->error_code)) : json_null(), "message",
+                         it->message, "target_vm_id", it->target_vm_id, "volumes",
+                         it->volumes ? json_incref(it->volumes) : json_array(), "incomplete",
+                         it->incomplete ? json_incref(it->incomplete) : json_array(), "bytes_total",
+                         (json_int_t)it->bytes_total, "bytes_written", (json_int_t)it->bytes_written, "started",
+                         (json_int_t)it->started, "ended", (json_int_t)it->ended);
+}
+
+static int restore_add_locked(vb_catalog *c, const vb_restore *r, const vb_restore_item *items, size_t n_items,
+                              int64_t *ret_id)
+{
+        _cleanup_(q_done) q x = { 0 };
+        int64_t id;
+        int k;
+
+        k = q_prepare(&x, c,
+                      "INSERT INTO restores (name, kind, path, spec, schedule, at, status, created)"
+                      " VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?)");
+        if (k < 0)
+                return k;
+        q_text(&x, is_blank(r->name) ? "" : r->name);
+        q_text(&x, r->kind);
+        q_text(&x, r->path);
+        q_json(&x, r->spec, "{}");
+        q_text(&x, r->schedule);
+        q_int(&x, r->at);
+        q_int(&x, now());
+        k = q_exec(&x);
+        if (k < 0)
+                return k;
+        id = sqlite3_last_insert_rowid(c->db);
+        /* The default label names the id, known only now. */
+        if (is_blank(r->name)) {
+                k = exec_id(c, "UPDATE restores SET name = 'restore ' || id WHERE id = ?", id);
+                if (k < 0)
+                        return k;
+        }
+        for (size_t i = 0; i < n_items; i++) {
+                const vb_restore_item *it = &items[i];
+
+                k = q_prepare(&x, c,
+                              "INSERT INTO restore_items (restore_id, idx, pool_id, restore_point, vm_name, disk,"
+                              " target, host_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+                if (k < 0)
+                        return k;
+                q_int(&x, id);
+                q_int(&x, it->idx);
+                q_int(&x, it->pool_id);
+                q_text(&x, it->restore_point);
+                q_text(&x, it->vm_name);
+                q_text(&x, it->disk);
+                q_text(&x, it->target);
+                q_text(&x, it->host_id);
+                k = q_exec(&x);
+                if (k < 0)
+                        return k;
+        }
+        *ret_id = id;
+        return 0;
+}
+
+int vb_catalog_restore_add(vb_catalog *c, const vb_restore *r, const vb_restore_item *items, size_t n_items,
+                           int64_t *ret_id)
+{
+        int64_t id = 0;
+        int k;
+
+        if (!c || !r || (n_items > 0 && !items) ||
+            table_from_string(restore_kind_table, ELEMENTSOF(restore_kind_table), r->kind) < 0 ||
+            table_from_string(restore_path_table, ELEMENTSOF(restore_path_table), r->path) < 0 ||
+            table_from_string(restore_schedule_table, ELEMENTSOF(restore_schedule_table), r->schedule) < 0 ||
+            r->at < 0 || (r->spec && !json_is_object(r->spec)))
+                return -EINVAL;
+        for (size_t i = 0; i < n_items; i++)
+                if (items[i].pool_id <= 0 || is_blank(items[i].restore_point) || is_blank(items[i].vm_name))
+                        return -EINVAL;
+        k = WITH_TX(c, true, restore_add_locked(c, r, items, n_items, &id));
+        if (k >= 0 && ret_id)
+                *ret_id = id;
+        return k;
+}
+
+int vb_catalog_restore_get(vb_catalog *c, int64_t id, vb_restore *ret)
+{
+        if (!c || !ret || id <= 0)
+                return -EINVAL;
+        return WITH_TX(c, false,
+                       get_locked(c, RESTORE_SELECT "WHERE r.id = ? GROUP BY r.id", NULL, id, NULL, sizeof(*ret),
+                                  read_restore, clear_restore, ret));
+}
+
+static int restore_list_locked(vb_catalog *c, unsigned statuses, unsigned limit, vb_restore **ret, size_t *ret_n)
+{
+        _cleanup_(q_done) q x = { 0 };
+        char sql[sizeof(RESTORE_SELECT) + 512];
+        size_t len;
+        int k;
+
+        /* The status list comes from our own table, never from the caller's text. */
+        len = (size_t)snprintf(sql, sizeof(sql), "%sWHERE 1", RESTORE_SELECT);
+        if (statuses) {
+                const char *sep = " AND r.status IN (";
+
+                for (int s = 0; s < _VB_RUN_STATUS_MAX; s++)
+                        if (statuses & (1u << s)) {
+                                len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s'%s'", sep,
+                                                        run_status_table[s]);
+                                sep = ", ";
+                        }
+                len += (size_t)snprintf(sql + len, sizeof(sql) - len, ")");
+        }
+        snprintf(sql + len, sizeof(sql) - len, " GROUP BY r.id ORDER BY r.id DESC LIMIT ?");
+        k = q_prepare(&x, c, sql);
+        if (k < 0)
+                return k;
+        q_int(&x, limit ? (int64_t)limit : -1);
+        return q_list(&x, sizeof(**ret), read_restore, clear_restore, (void **)ret, ret_n);
+}
+
+int vb_catalog_restore_list(vb_catalog *c, unsigned statuses, unsigned limit, vb_restore **ret, size_t *ret_n)
+{
+        if (!c || !ret || !ret_n || statuses >> _VB_RUN_STATUS_MAX)
+                return -EINVAL;
+        return WITH_TX(c, false, restore_list_locked(c, statuses, limit, ret, ret_n));
+}
+
+static int restore_status_locked(vb_catalog *c, int64_t id, vb_run_status *ret)
+{
+        _cleanup_(q_done) q x = { 0 };
+        int k = q_prepare(&x, c, "SELECT status FROM restores WHERE id = ?");
+
+        if (k < 0)
+                return k;
+        q_int(&x, id);
+        k = q_step(&x);
+        if (k < 0)
+                return k;
+        if (k == 0)
+                return -ENOENT;
+        k = 0;
+        *ret = col_enum(x.s, 0, run_status_table, _VB_RUN_STATUS_MAX, &k);
+        return k;
+}
+
+static int restore_start_locked(vb_catalog *c, int64_t id)
+{
+        _cleanup_(q_done) q x = { 0 };
+        vb_run_status st;
+        int k;
+
+        k = restore_status_locked(c, id, &st);
+        if (k < 0)
+                return k;
+        if (st == VB_RUN_RUNNING)
+                return -EALREADY;
+        if (st != VB_RUN_WAITING)
+                return -ESTALE;
+        k = q_prepare(&x, c, "UPDATE restores SET status = 'running', started = ? WHERE id = ?");
+        if (k < 0)
+                return k;
+        q_int(&x, now());
+        q_int(&x, id);
+        return q_exec(&x);
+}
+
+int vb_catalog_restore_start(vb_catalog *c, int64_t id)
+{
+        if (!c || id <= 0)
+                return -EINVAL;
+        return WITH_TX(c, true, restore_start_locked(c, id));
+}
+
+static int restore_finish_locked(vb_catalog *c, int64_t id, vb_run_status status, int error_code, const char *message)
+{
+        _cleanup_(q_done) q x = { 0 };
+        vb_run_status st;
+        int k;
+
+        k = restore_status_locked(c, id, &st);
+        if (k < 0)
+                return k;
+        if (!vb_run_status_is_active(st))
+                return -EALREADY;
+        k = q_prepare(&x, c, "UPDATE restores SET status = ?, ended = ?, error_code = ?, message = ? WHERE id = ?");
+        if (k < 0)
+                return k;
+        q_text(&x, vb_run_status_to_string(status));
+        q_int(&x, now());
+        q_int(&x, error_code);
+        q_text(&x, message);
+        q_int(&x, id);
+        return q_exec(&x);
+}
+
+int vb_catalog_restore_finish(vb_catalog *c, int64_t id, vb_run_status status, int error_code, const char *message)
+{
+        if (!c || id <= 0 || !vb_run_status_to_string(status) || vb_run_status_is_active(status))
+                return -EINVAL;
+        return WITH_TX(c, true, restore_finish_locked(c, id, status, error_code, message));
+}
+
+static int restore_item_list_locked(vb_catalog *c, int64_t restore_id, vb_restore_item **ret, size_t *ret_n)
+{
+        _cleanup_(q_done) q x = { 0 };
+        int k = q_prepare(&x, c, RESTORE_ITEM_SELECT "WHERE restore_id = ? ORDER BY idx");
+
+        if (k < 0)
+                return k;
+        q_int(&x, restore_id);
+        return q_list(&x, sizeof(**ret), read_restore_item, clear_restore_item, (void **)ret, ret_n);
+}
+
+int vb_catalog_restore_item_list(vb_catalog *c, int64_t restore_id, vb_restore_item **ret, size_t *ret_n)
+{
+        if (!c || restore_id <= 0 || !ret || !ret_n)
+                return -EINVAL;
+        return WITH_TX(c, false, restore_item_list_locked(c, restore_id, ret, ret_n));
+}
+
+static int restore_item_status_locked(vb_catalog *c, int64_t id, vb_run_vm_status *ret)
+{
+        _cleanup_(q_done) q x = { 0 };
+        int k = q_prepare(&x, c, "SELECT status FROM restore_items WHERE id = ?");
+
+        if (k < 0)
+                return k;
+        q_int(&x, id);
+        k = q_step(&x);
+        if (k < 0)
+                return k;
+        if (k == 0)
+                return -ENOENT;
+        k = 0;
+        *ret = col_enum(x.s, 0, run_vm_status_table, _VB_RUN_VM_STATUS_MAX, &k);
+        return k;
+}
+
+static int restore_item_begin_locked(vb_catalog *c, int64_t id, const char *host_id)
+{
+        _cleanup_(q_done) q x = { 0 };
+        vb_run_vm_status st;
+        int k;
+
+        k = restore_item_status_locked(c, id, &st);
+        if (k < 0)
+                return k;
+        if (st != VB_RUN_VM_WAITING)
+                return -EALREADY;
+        k = q_prepare(&x, c,
+                      "UPDATE restore_items SET status = 'running', started = ?, host_id = coalesce(?, host_id)"
+                      " WHERE id = ?");
+        if (k < 0)
+                return k;
+        q_int(&x, now());
+        q_text(&x, host_id);
+        q_int(&x, id);
+        return q_exec(&x);
+}
+
+int vb_catalog_restore_item_begin(vb_catalog *c, int64_t id, const char *host_id)
+{
+        if (!c || id <= 0)
+                return -EINVAL;
+        return WITH_TX(c, true, restore_item_begin_locked(c, id, host_id));
+}
+
+static int restore_item_volumes_locked(vb_catalog *c, int64_t id, const json_t *incomplete)
+{
+        _cleanup_(q_done) q x = { 0 };
+        vb_run_vm_status st;
+        int k;
+
+        /* Only a running item writes volumes: anything else would name
+         * volumes as incomplete after the item's result was recorded. */
+        k = restore_item_status_locked(c, id, &st);
+        if (k < 0)
+                return k;
+        if (st != VB_RUN_VM_RUNNING)
+                return -EINVAL;
+        k = q_prepare(&x, c, "UPDATE restore_items SET incomplete = ? WHERE id = ?");
+        if (k < 0)
+                return k;
+        q_json(&x, incomplete, "[]");
+        q_int(&x, id);
+        return q_exec(&x);
+}
+
+int vb_catalog_restore_item_volumes(vb_catalog *c, int64_t id, const json_t *incomplete)
+{
+        if (!c || id <= 0 || (incomplete && !is_string_array(incomplete)))
+                return -EINVAL;
+        return WITH_TX(c, true, restore_item_volumes_locked(c, id, incomplete));
+}
+
+static int restore_item_finish_locked(vb_catalog *c, int64_t id, const vb_restore_item *res)
+{
+        _cleanup_(q_done) q x = { 0 };
+        vb_run_vm_status st;
+        int k;
+
+        k = restore_item_status_locked(c, id, &st);
+        if (k < 0)
+                return k;
+        if (st != VB_RUN_VM_WAITING && st != VB_RUN_VM_RUNNING)
+                return -EALREADY;
+        k = q_prepare(&x, c,
+                      "UPDATE restore_items SET status = ?, error_code = ?, message = ?, target_vm_id = ?, volumes = ?,"
+                      " incomplete = ?, bytes_total = ?, bytes_written = ?, ended = ? WHERE id = ?");
+        if (k < 0)
+                return k;
+        q_text(&x, vb_run_vm_status_to_string(res->status));
+        q_int(&x, res->error_code);
+        q_text(&x, res->message);
+        q_text(&x, res->target_vm_id);
+        q_json(&x, res->volumes, "[]");
+        q_json(&x, res->incomplete, "[]");
+        q_int(&x, (int64_t)res->bytes_total);
+        q_int(&x, (int64_t)res->bytes_written);
+        q_int(&x, now());
+        q_int(&x, id);
+        return q_exec(&x);
+}
+
+int vb_catalog_restore_item_finish(vb_catalog *c, int64_t id, const vb_restore_item *res)
+{
+        if (!c || id <= 0 || !res)
+                return -EINVAL;
+        if (res->status != VB_RUN_VM_SUCCEEDED && res->status != VB_RUN_VM_FAILED && res->status != VB_RUN_VM_SKIPPED)
+                return -EINVAL;
+        if ((res->volumes && !is_string_array(res->volumes)) ||
+            (res->incomplete && !is_string_array(res->incomplete)) || res->bytes_total > INT64_MAX ||
+            res->bytes_written > INT64_MAX)
+                return -EINVAL;
+        return WITH_TX(c, true, restore_item_finish_locked(c, id, res));
+}
+
+int vb_catalog_unfinished_restores(vb_catalog *c, vb_restore **ret, size_t *ret_n)
+{
+        if (!c || !ret || !ret_n)
+                return -EINVAL;
+        return WITH_TX(c, false,
+                       list_locked(c, RESTORE_SELECT "WHERE r.status = 'running' GROUP BY r.id ORDER BY r.id",
+                                   sizeof(**ret), read_restore, clear_restore, (void **)ret, ret_n));
 }
 
 /* ---- restore points ---- */

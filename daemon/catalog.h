@@ -48,7 +48,7 @@
 #include "storagepool/sp.h"
 
 #define VB_CATALOG_FILE "catalog.db"
-#define VB_CATALOG_SCHEMA_VERSION 2
+#define VB_CATALOG_SCHEMA_VERSION 3
 #define VB_CATALOG_BUSY_TIMEOUT_MS 10000
 
 typedef struct vb_catalog vb_catalog;
@@ -358,6 +358,82 @@ int vb_catalog_vm_unlock(vb_catalog *c, int64_t platform_id, const char *vm_id, 
 int vb_catalog_vm_unlock_run(vb_catalog *c, int64_t run_id);
 /* Releases every lock (at start-up, no run is alive); returns how many. */
 int vb_catalog_vm_locks_clear(vb_catalog *c);
+
+/* ---- restores (daemon/restorer.h) ---- */
+
+typedef struct vb_restore {
+        int64_t id;
+        char *name;
+        char *kind;           /* "vm" or "disk" */
+        char *path;           /* "new" or "original" */
+        json_t *spec;         /* the request as created, "confirm" dropped */
+        char *schedule;       /* "now", "manual" or "once" */
+        int64_t at;           /* once: when (epoch seconds); 0 */
+        vb_run_status status; /* waiting, running, succeeded, partial, failed, stopped, skipped */
+        int64_t created, started, ended;
+        int error_code;
+        char *message;
+        /* Counted from its items when read. */
+        unsigned n_items, n_waiting, n_running, n_succeeded, n_failed;
+        uint64_t bytes_written;
+} vb_restore;
+
+void vb_restore_clear(vb_restore *r);
+void vb_restores_free(vb_restore *v, size_t n);
+json_t *vb_restore_to_json(const vb_restore *r);
+
+typedef struct vb_restore_item {
+        int64_t id;
+        int64_t restore_id;
+        unsigned idx;        /* its place in the request's items */
+        int64_t pool_id;     /* the pool holding the restore point */
+        char *restore_point; /* its id */
+        char *vm_name;       /* the source VM's name */
+        char *disk;          /* kind disk: the disk; NULL */
+        char *target;        /* the target VM's name */
+        char *host_id;       /* the target host; NULL when not known */
+        vb_run_vm_status status;
+        int error_code;
+        char *message;
+        char *target_vm_id; /* the restored (or new) VM's id; NULL */
+        json_t *volumes;    /* paths written in full */
+        json_t *incomplete; /* paths left incomplete */
+        uint64_t bytes_total, bytes_written;
+        int64_t started, ended;
+} vb_restore_item;
+
+void vb_restore_item_clear(vb_restore_item *it);
+void vb_restore_items_free(vb_restore_item *v, size_t n);
+json_t *vb_restore_item_to_json(const vb_restore_item *it);
+
+/* A new restore, waiting, with its items (n_items of them; their idx,
+ * pool_id, restore_point, vm_name, disk, target and host_id used), in one
+ * transaction. A NULL or empty name becomes "restore ID". */
+int vb_catalog_restore_add(vb_catalog *c, const vb_restore *r, const vb_restore_item *items, size_t n_items,
+                           int64_t *ret_id);
+int vb_catalog_restore_get(vb_catalog *c, int64_t id, vb_restore *ret);
+/* Newest first; statuses: bits 1u << vb_run_status, 0: any; limit 0: all. */
+int vb_catalog_restore_list(vb_catalog *c, unsigned statuses, unsigned limit, vb_restore **ret, size_t *ret_n);
+/* Waiting to running (start time set); -EALREADY when running, -ESTALE when ended. */
+int vb_catalog_restore_start(vb_catalog *c, int64_t id);
+/* Waiting or running to status (not waiting or running), with the end
+ * time; -EALREADY when it ended. Its items are left as they are. */
+int vb_catalog_restore_finish(vb_catalog *c, int64_t id, vb_run_status status, int error_code, const char *message);
+/* By idx. */
+int vb_catalog_restore_item_list(vb_catalog *c, int64_t restore_id, vb_restore_item **ret, size_t *ret_n);
+/* Waiting to running, with the target host now known (NULL keeps it);
+ * -EALREADY when it is not waiting. */
+int vb_catalog_restore_item_begin(vb_catalog *c, int64_t id, const char *host_id);
+/* Records the volumes as they are made (before they are written), so that
+ * a crash leaves them named as incomplete. -EINVAL unless it is running. */
+int vb_catalog_restore_item_volumes(vb_catalog *c, int64_t id, const json_t *incomplete);
+/* Ends it (waiting or running; else -EALREADY): status succeeded, failed
+ * or skipped, with its result (its volumes, incomplete, target_vm_id,
+ * bytes_total, bytes_written, error_code, message; NULL arrays are stored
+ * as []: the result replaces the volumes recorded while it ran). */
+int vb_catalog_restore_item_finish(vb_catalog *c, int64_t id, const vb_restore_item *res);
+/* Restores left running (a dead daemon), oldest first. */
+int vb_catalog_unfinished_restores(vb_catalog *c, vb_restore **ret, size_t *ret_n);
 
 /* ---- restore points (what the pools hold; rebuilt from their manifests) ---- */
 

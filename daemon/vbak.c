@@ -15,6 +15,7 @@
 #include "daemon/cli-job.h"
 #include "daemon/cli-run.h"
 #include "daemon/cli-pool.h"
+#include "daemon/cli-restore.h"
 #include "daemon/error.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
@@ -37,6 +38,8 @@ static void help(FILE *f)
               "  job        backup jobs (create, list, show, modify, clone, remove, start, stop)\n"
               "  run        a job's runs (list, show, retry); --follow shows their progress\n"
               "  restore-point  the restore points vbakd knows (list, show)\n"
+              "  restore    restores through vbakd: whole VMs or single disks, shown and confirmed\n"
+              "             first (vm, disk, list, show, start, stop); --follow shows their progress\n"
               "  help       show this text\n"
               "  version    show the version\n\n"
               "Exit codes are listed in docs/error-codes.md. VBAK_LOG_LEVEL sets the log level.\n",
@@ -76,6 +79,8 @@ int main(int argc, char **argv)
                 return vb_cli_run(argc - 1, argv + 1);
         if (streq(argv[1], "restore-point"))
                 return vb_cli_restore_point(argc - 1, argv + 1);
+        if (streq(argv[1], "restore"))
+                return vb_cli_restore(argc - 1, argv + 1);
         fprintf(stderr, "vbak: unknown command '%s' (see vbak --help) [E%d %s]\n", argv[1], VB_E_USAGE,
                 vb_error_name(VB_E_USAGE));
         return VB_E_USAGE;

@@ -26,6 +26,7 @@
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/runner.h"
+#include "daemon/restorer.h"
 #include "daemon/daemon.h"
 #include "daemon/error.h"
 #include "daemon/log.h"
@@ -88,6 +89,7 @@ static void on_signal(uv_signal_t *s, int signum)
         uv_close((uv_handle_t *)&x->sigterm, NULL);
         uv_close((uv_handle_t *)&x->sigint, NULL);
         vb_runner_shutdown(x->d.runner);
+        vb_restorer_shutdown(x->d.restorer);
         vb_api_close(TAKE_PTR(x->d.api), api_closed, x);
 }
 
@@ -151,8 +153,12 @@ static int setup(daemon_t *x, const vb_api_opts *ao)
         r = vb_runner_new(d, &d->runner);
         if (r < 0)
                 return VB_E_FAILED;
+        r = vb_restorer_new(d, &d->restorer);
+        if (r < 0)
+                return VB_E_FAILED;
         if (vb_api_route(d->api, "GET", "/v1/version", get_version, d) < 0 || vb_api_platforms_register(d) < 0 ||
-            vb_api_pools_register(d) < 0 || vb_api_jobs_register(d) < 0 || vb_api_runs_register(d) < 0)
+            vb_api_pools_register(d) < 0 || vb_api_jobs_register(d) < 0 || vb_api_runs_register(d) < 0 ||
+            vb_api_restores_register(d) < 0)
                 return VB_E_FAILED;
         uv_signal_init(d->loop, &x->sigterm);
         uv_signal_init(d->loop, &x->sigint);
@@ -161,6 +167,7 @@ static int setup(daemon_t *x, const vb_api_opts *ao)
         uv_signal_start(&x->sigint, on_signal, SIGINT);
         /* What a dead daemon left behind goes first; then the scheduler. */
         vb_runner_recover(d->runner, NULL, NULL);
+        vb_restorer_recover(d->restorer, NULL, NULL);
         log_info("vbakd %s: state %s, API on %s%s%s", VB_VERSION, d->cfg.state_dir, d->socket_path,
                  ao->tcp ? " and tcp " : "", ao->tcp ?: "");
         return 0;
@@ -267,12 +274,14 @@ int main(int argc, char **argv)
                 uv_run(d->loop, UV_RUN_DEFAULT);
         else if (d->api) {
                 vb_runner_shutdown(d->runner);
+                vb_restorer_shutdown(d->restorer);
                 vb_api_close(TAKE_PTR(d->api), api_closed, &x);
                 uv_run(d->loop, UV_RUN_DEFAULT);
         }
         log_info("vbakd stopped");
         vb_lane_free(d->lane); /* its threads may still be in the catalog */
         vb_runner_free(d->runner);
+        vb_restorer_free(d->restorer);
         vb_credstore_free(d->creds);
         vb_catalog_close(d->catalog);
         free(d->socket_path);

@@ -589,6 +589,7 @@ static void target_got(void *userdata, vb_error r, const char *msg, const vb_hv_
                 return disk_fail(rd, r, "%s", msg);
         o.source = src->url;
         o.write = true;
+        o.nbd.keep_allocation = rd->prealloc == VB_PREALLOC_LAZY || rd->prealloc == VB_PREALLOC_EAGER;
         o.since = NULL;
         o.checkpoint = NULL;
         step(x, "writing disk %s to %s", rd->device, rd->path);
@@ -602,7 +603,18 @@ static void disk_write(rdisk *rd)
         vmr *x = rd->x;
         vb_hv_vm vm = target_ref(x);
         vb_hv_disk disk = { .device = (char *)rd->device, .path = rd->path, .format = (char *)rd->format };
+        _cleanup_free_ char *alone = NULL;
         int k;
+
+        /* A volume not attached yet belongs to no VM: the host's disk
+         * service serves it as a file, even when the VM it is for runs. */
+        if (rd->attach) {
+                if (asprintf(&alone, "restore-%s", strrchr(rd->path, '/') ? strrchr(rd->path, '/') + 1 : rd->path) < 0)
+                        return disk_fail(rd, VB_E_FAILED, "result: %s", strerror(ENOMEM));
+                vm.id = NULL;
+                vm.name = alone;
+                vm.state = VB_VM_SHUT_OFF;
+        }
 
         /* Named incomplete before the first byte goes in. */
         if (strv_push(&x->res.incomplete, &x->res.n_incomplete, rd->path) < 0)
@@ -746,6 +758,32 @@ static void plan_ready(vmr *x)
         execute(x);
 }
 
+/* "define vm NAME on host H", with what changes of the captured settings. */
+static void plan_define(vmr *x)
+{
+        char what[512] = "";
+        size_t n = 0;
+
+        if (!x->o.original) {
+                if (x->o.cpu_sockets)
+                        n += snprintf(what + n, sizeof(what) - n, ", %u CPUs", x->o.cpu_sockets);
+                if (x->o.cpu_cores && n < sizeof(what))
+                        n += snprintf(what + n, sizeof(what) - n, ", %u cores each", x->o.cpu_cores);
+                if (x->o.cpu_mode && n < sizeof(what))
+                        n += snprintf(what + n, sizeof(what) - n, ", CPU mode %s", x->o.cpu_mode);
+                if (x->o.memory_mb && n < sizeof(what))
+                        n += snprintf(what + n, sizeof(what) - n, ", %" PRIu64 " MB of memory", x->o.memory_mb);
+                for (size_t i = 0; x->o.nics_set && i < x->o.n_nics && n < sizeof(what); i++)
+                        n += snprintf(what + n, sizeof(what) - n, ", a NIC on %s%s%s", x->o.nics[i].vswitch ?: "?",
+                                      x->o.nics[i].profile ? " with profile " : "", x->o.nics[i].profile ?: "");
+                if (x->o.nics_set && x->o.n_nics == 0 && n < sizeof(what))
+                        snprintf(what + n, sizeof(what) - n, ", no NIC");
+        } else if (x->o.keep_mac)
+                snprintf(what, sizeof(what), ", its MAC addresses kept");
+        note(x->actions, "define vm %s on host %s%s%s", x->target_name, x->host_id, what[0] ? " with" : "",
+             what[0] ? what + 1 : "");
+}
+
 /* The actions the plan lists, in the order they happen. */
 static void plan_actions(vmr *x)
 {
@@ -784,7 +822,7 @@ static void plan_actions(vmr *x)
                         note(x->actions, "attach it to vm %s", x->target_name);
         }
         if (x->o.kind == VB_RESTORE_VM)
-                note(x->actions, "define vm %s on host %s", x->target_name, x->host_id);
+                plan_define(x);
         if (x->o.kind == VB_RESTORE_DISK && x->o.restart && x->running && !x->o.original)
                 note(x->actions, "shut down vm %s (fails if it takes more than %u s)", x->target_name, timeout);
         if ((x->o.kind == VB_RESTORE_VM && x->o.power_on) || (x->o.kind == VB_RESTORE_DISK && x->o.restart))
@@ -1015,6 +1053,14 @@ static int choose_disks(vmr *x)
         return 0;
 }
 
+static bool in_restore_point(const vmr *x, const char *device)
+{
+        for (size_t i = 0; device && i < x->m->n_disks; i++)
+                if (streq_ptr(x->m->disks[i].device, device) || streq(x->m->disks[i].name, device))
+                        return true;
+        return false;
+}
+
 static void target_looked_up(void *userdata, vb_error r, const char *msg, const vb_hv_vm *vm)
 {
         vmr *x = userdata;
@@ -1050,7 +1096,7 @@ static void target_looked_up(void *userdata, vb_error r, const char *msg, const 
                      x->target_name, x->vm.uuid, x->m->vm.uuid);
         if (x->exists && x->o.kind == VB_RESTORE_VM && x->o.original)
                 for (size_t i = 0; i < x->vm.n_disks; i++)
-                        if (!disk_of(x, x->vm.disks[i].device ?: "") || !x->vm.disks[i].path)
+                        if (!in_restore_point(x, x->vm.disks[i].device))
                                 note(x->warnings,
                                      "vm %s's disk %s (%s) is not in the restore point: the VM is defined without it; "
                                      "its file stays",

@@ -800,7 +800,9 @@ static int send_req(conn *c, req *r)
                 cookie = nbd_aio_pwrite(c->h, r->buf, r->length, r->offset, cb, 0);
                 break;
         case OP_ZERO:
-                cookie = nbd_aio_zero(c->h, r->length, r->offset, cb, 0);
+                /* NO_HOLE: a preallocated volume stays allocated. */
+                cookie = nbd_aio_zero(c->h, r->length, r->offset, cb,
+                                      c->n->o.keep_allocation ? LIBNBD_CMD_FLAG_NO_HOLE : 0);
                 break;
         case OP_FLUSH:
                 cookie = nbd_aio_flush(c->h, cb, 0);

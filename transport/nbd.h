@@ -62,6 +62,7 @@ typedef struct tp_nbd_opts {
         uint64_t timeout_ms;          /* network timeout; 0: 10 min */
         const char *dirty_context;    /* asked for besides base:allocation, e.g. "qemu:dirty-bitmap:cp1" */
         bool write;                   /* restores: the export must be writable */
+        bool keep_allocation;         /* write-zeroes never deallocate (preallocated targets) */
         struct tp_bucket *transfer;   /* shared rate limits (transport/rate.h), may be NULL */
         struct tp_bucket *disk;
         tp_nbd_reopen_fn reopen; /* may be NULL */

@@ -2,8 +2,9 @@
 /*
  * test-catalog.c -- the daemon's catalog on real SQLite files (every CRUD,
  * unique names, runs of deleted jobs, per-VM history, the start-up view of
- * a crashed run, VM locks, schema migration, concurrent writers, rescan of a
- * real pool) and the credential store (permissions, atomic rewrites).
+ * a crashed run, VM locks, restores and their items, schema migration,
+ * concurrent writers, rescan of a real pool) and the credential store
+ * (permissions, atomic rewrites).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -1286,4 +1287,332 @@ TEST(credstore_writes_atomically)
         ASSERT_EQ(strlen(pw), 1 + (299 * 37) % 500);
         vb_credstore_password_free(pw);
         vb_credstore_free(s);
+}
+
+/* ---- restores ---- */
+
+static int64_t add_restore(vb_catalog *c, const char *name, const char *kind, int64_t pool_id, size_t n)
+{
+        json_t *spec =
+                json_pack("{s:s, s:[{s:s}], s:b}", "kind", kind, "items", "restore_point", "rp-0", "power_on", 1);
+        vb_restore r = { .name = (char *)name,
+                         .kind = (char *)kind,
+                         .path = (char *)"new",
+                         .spec = spec,
+                         .schedule = (char *)"manual" };
+        vb_restore_item items[4] = { 0 };
+        char rps[4][16];
+        int64_t id = 0;
+
+        ASSERT_TRUE(n <= 4);
+        for (size_t i = 0; i < n; i++) {
+                snprintf(rps[i], sizeof(rps[i]), "rp-%zu", i);
+                items[i] = (vb_restore_item){ .idx = (unsigned)i,
+                                              .pool_id = pool_id,
+                                              .restore_point = rps[i],
+                                              .vm_name = (char *)"web1",
+                                              .disk = streq(kind, "disk") ? (char *)"vdb" : NULL,
+                                              .target = (char *)"web1-restored",
+                                              .host_id = i == 0 ? (char *)"host-2" : NULL };
+        }
+        ASSERT_OK(vb_catalog_restore_add(c, &r, items, n, &id));
+        json_decref(spec);
+        ASSERT_TRUE(id > 0);
+        return id;
+}
+
+TEST(catalog_restores_and_items)
+{
+        vb_catalog *c = open_catalog();
+        int64_t po = add_pool(c, "main", "/p");
+        int64_t a, b, d;
+        vb_restore r = { 0 }, *v = NULL;
+        vb_restore_item *items = NULL;
+        size_t n;
+
+        a = add_restore(c, NULL, "vm", po, 3);
+        b = add_restore(c, "put back vdb", "disk", po, 1);
+        ASSERT_OK(vb_catalog_restore_get(c, a, &r));
+        ASSERT_EQ(r.status, VB_RUN_WAITING);
+        ASSERT_STREQ(r.kind, "vm");
+        ASSERT_STREQ(r.path, "new");
+        ASSERT_STREQ(r.schedule, "manual");
+        ASSERT_EQ(r.at, 0);
+        ASSERT_EQ(r.n_items, 3);
+        ASSERT_EQ(r.n_waiting, 3);
+        ASSERT_EQ(r.started, 0);
+        ASSERT_TRUE(r.created > 0);
+        ASSERT_TRUE(json_is_true(json_object_get(r.spec, "power_on")));
+        /* The default label names the restore's id. */
+        {
+                char want[32];
+
+                snprintf(want, sizeof(want), "restore %" PRId64, a);
+                ASSERT_STREQ(r.name, want);
+        }
+        vb_restore_clear(&r);
+        ASSERT_OK(vb_catalog_restore_get(c, b, &r));
+        ASSERT_STREQ(r.name, "put back vdb");
+        vb_restore_clear(&r);
+        ASSERT_ERR(vb_catalog_restore_get(c, 999, &r), ENOENT);
+
+        /* Bad arguments are refused before anything is written. */
+        vb_restore bad = { .kind = (char *)"vm", .path = (char *)"sideways", .schedule = (char *)"now" };
+        ASSERT_ERR(vb_catalog_restore_add(c, &bad, NULL, 0, NULL), EINVAL);
+        bad.path = (char *)"original";
+        bad.schedule = (char *)"daily";
+        ASSERT_ERR(vb_catalog_restore_add(c, &bad, NULL, 0, NULL), EINVAL);
+        bad.schedule = (char *)"once";
+        bad.at = 1800000000;
+        ASSERT_ERR(
+                vb_catalog_restore_add(c, &bad, &(vb_restore_item){ .pool_id = po, .vm_name = (char *)"x" }, 1, NULL),
+                EINVAL);
+        /* An item of a pool that is not there is still kept: no foreign key. */
+        ASSERT_OK(vb_catalog_restore_add(
+                c, &bad, &(vb_restore_item){ .pool_id = 77, .restore_point = (char *)"rp", .vm_name = (char *)"x" }, 1,
+                &d));
+        ASSERT_OK(vb_catalog_restore_get(c, d, &r));
+        ASSERT_EQ(r.at, 1800000000);
+        ASSERT_STREQ(r.schedule, "once");
+        json_t *j = vb_restore_to_json(&r);
+        ASSERT_EQ(json_integer_value(json_object_get(j, "at")), 1800000000);
+        ASSERT_TRUE(json_is_object(json_object_get(j, "spec")));
+        json_decref(j);
+        vb_restore_clear(&r);
+
+        /* Items by idx, with what the plan knew. */
+        ASSERT_OK(vb_catalog_restore_item_list(c, a, &items, &n));
+        ASSERT_EQ(n, 3);
+        ASSERT_EQ(items[0].idx, 0);
+        ASSERT_EQ(items[2].idx, 2);
+        ASSERT_STREQ(items[1].restore_point, "rp-1");
+        ASSERT_STREQ(items[0].host_id, "host-2");
+        ASSERT_TRUE(!items[1].host_id);
+        ASSERT_TRUE(!items[0].disk);
+        ASSERT_EQ(items[0].status, VB_RUN_VM_WAITING);
+        ASSERT_EQ(items[0].pool_id, po);
+        int64_t i0 = items[0].id, i1 = items[1].id, i2 = items[2].id;
+        vb_restore_items_free(items, n);
+
+        /* Running: start once; items begin once, record volumes while running. */
+        ASSERT_OK(vb_catalog_restore_start(c, a));
+        ASSERT_ERR(vb_catalog_restore_start(c, a), EALREADY);
+        json_t *vols = json_pack("[s]", "/vms/images/web1-restored-vda.qcow2");
+        ASSERT_ERR(vb_catalog_restore_item_volumes(c, i0, vols), EINVAL); /* not running */
+        ASSERT_OK(vb_catalog_restore_item_begin(c, i0, NULL));
+        ASSERT_ERR(vb_catalog_restore_item_begin(c, i0, NULL), EALREADY);
+        ASSERT_OK(vb_catalog_restore_item_begin(c, i1, "host-3"));
+        ASSERT_OK(vb_catalog_restore_item_volumes(c, i0, vols));
+        json_t *not_paths = json_pack("[i]", 1);
+        ASSERT_ERR(vb_catalog_restore_item_volumes(c, i0, not_paths), EINVAL);
+        json_decref(not_paths);
+        ASSERT_OK(vb_catalog_restore_get(c, a, &r));
+        ASSERT_EQ(r.status, VB_RUN_RUNNING);
+        ASSERT_TRUE(r.started > 0);
+        ASSERT_EQ(r.n_running, 2);
+        ASSERT_EQ(r.n_waiting, 1);
+        vb_restore_clear(&r);
+        ASSERT_OK(vb_catalog_restore_item_list(c, a, &items, &n));
+        ASSERT_STREQ(items[0].host_id, "host-2"); /* NULL kept it */
+        ASSERT_STREQ(items[1].host_id, "host-3");
+        ASSERT_STREQ(json_string_value(json_array_get(items[0].incomplete, 0)), "/vms/images/web1-restored-vda.qcow2");
+        ASSERT_TRUE(items[0].started > 0);
+        vb_restore_items_free(items, n);
+
+        /* Results. */
+        vb_restore_item ok = { .status = VB_RUN_VM_SUCCEEDED,
+                               .target_vm_id = (char *)"42",
+                               .volumes = vols,
+                               .bytes_total = 1 << 20,
+                               .bytes_written = 1 << 20 };
+        ASSERT_OK(vb_catalog_restore_item_finish(c, i0, &ok));
+        ASSERT_ERR(vb_catalog_restore_item_finish(c, i0, &ok), EALREADY);
+        json_t *inc = json_pack("[s]", "/vms/images/web1-restored-vdb.qcow2");
+        vb_restore_item failed = { .status = VB_RUN_VM_FAILED,
+                                   .error_code = VB_E_CORRUPT,
+                                   .message = (char *)"restore point rp-1 disk vdb offset 4194304: digest mismatch",
+                                   .incomplete = inc,
+                                   .bytes_total = 2 << 20,
+                                   .bytes_written = 4096 };
+        ASSERT_OK(vb_catalog_restore_item_finish(c, i1, &failed));
+        /* An item that never began may fail too (a stop). */
+        vb_restore_item bad_status = { .status = VB_RUN_VM_RUNNING };
+        ASSERT_ERR(vb_catalog_restore_item_finish(c, i2, &bad_status), EINVAL);
+        failed.error_code = VB_E_INTERRUPTED;
+        failed.message = (char *)"stopped";
+        failed.incomplete = NULL;
+        failed.bytes_total = failed.bytes_written = 0;
+        ASSERT_OK(vb_catalog_restore_item_finish(c, i2, &failed));
+        json_decref(inc);
+        json_decref(vols);
+
+        ASSERT_OK(vb_catalog_restore_item_list(c, a, &items, &n));
+        ASSERT_EQ(items[0].status, VB_RUN_VM_SUCCEEDED);
+        ASSERT_STREQ(items[0].target_vm_id, "42");
+        ASSERT_EQ(json_array_size(items[0].volumes), 1);
+        ASSERT_EQ(json_array_size(items[0].incomplete), 0); /* the result replaces what was recorded */
+        ASSERT_EQ(items[1].error_code, VB_E_CORRUPT);
+        ASSERT_EQ(json_array_size(items[1].incomplete), 1);
+        ASSERT_TRUE(items[1].ended >= items[1].started);
+        j = vb_restore_item_to_json(&items[1]);
+        ASSERT_STREQ(json_string_value(json_object_get(j, "status")), "failed");
+        ASSERT_STREQ(json_string_value(json_object_get(j, "error")), vb_error_name(VB_E_CORRUPT));
+        ASSERT_STREQ(json_string_value(json_object_get(j, "vm")), "web1");
+        ASSERT_STREQ(json_string_value(json_object_get(j, "target")), "web1-restored");
+        ASSERT_STREQ(json_string_value(json_object_get(j, "host_id")), "host-3");
+        ASSERT_EQ(json_integer_value(json_object_get(j, "bytes_written")), 4096);
+        ASSERT_STREQ(json_string_value(json_array_get(json_object_get(j, "incomplete"), 0)),
+                     "/vms/images/web1-restored-vdb.qcow2");
+        ASSERT_TRUE(json_is_null(json_object_get(j, "target_vm_id")));
+        json_decref(j);
+        j = vb_restore_item_to_json(&items[0]);
+        ASSERT_TRUE(json_is_null(json_object_get(j, "error")));
+        ASSERT_STREQ(json_string_value(json_object_get(j, "target_vm_id")), "42");
+        json_decref(j);
+        vb_restore_items_free(items, n);
+
+        ASSERT_OK(vb_catalog_restore_get(c, a, &r));
+        ASSERT_EQ(r.n_succeeded, 1);
+        ASSERT_EQ(r.n_failed, 2);
+        ASSERT_EQ(r.n_running, 0);
+        ASSERT_EQ(r.bytes_written, (1 << 20) + 4096);
+        vb_restore_clear(&r);
+        ASSERT_ERR(vb_catalog_restore_finish(c, a, VB_RUN_RUNNING, 0, NULL), EINVAL);
+        ASSERT_OK(vb_catalog_restore_finish(c, a, VB_RUN_PARTIAL, 0, NULL));
+        ASSERT_ERR(vb_catalog_restore_finish(c, a, VB_RUN_FAILED, 0, NULL), EALREADY);
+        ASSERT_ERR(vb_catalog_restore_start(c, a), ESTALE);
+        ASSERT_ERR(vb_catalog_restore_start(c, 999), ENOENT);
+        ASSERT_OK(vb_catalog_restore_get(c, a, &r));
+        ASSERT_EQ(r.status, VB_RUN_PARTIAL);
+        ASSERT_TRUE(r.ended >= r.started);
+        j = vb_restore_to_json(&r);
+        ASSERT_STREQ(json_string_value(json_object_get(j, "status")), "partial");
+        ASSERT_STREQ(json_string_value(json_object_get(j, "kind")), "vm");
+        ASSERT_EQ(json_integer_value(json_object_get(json_object_get(j, "items"), "failed")), 2);
+        ASSERT_EQ(json_integer_value(json_object_get(json_object_get(j, "items"), "total")), 3);
+        ASSERT_TRUE(json_is_null(json_object_get(j, "at")));
+        ASSERT_TRUE(json_is_null(json_object_get(j, "error")));
+        json_decref(j);
+        vb_restore_clear(&r);
+        /* A waiting restore may end without running (its items failed first). */
+        ASSERT_OK(vb_catalog_restore_finish(c, b, VB_RUN_FAILED, VB_E_INTERRUPTED, "vbakd stopped before it began"));
+        ASSERT_OK(vb_catalog_restore_get(c, b, &r));
+        ASSERT_EQ(r.error_code, VB_E_INTERRUPTED);
+        ASSERT_STREQ(r.message, "vbakd stopped before it began");
+        vb_restore_clear(&r);
+
+        /* Lists: newest first, by status, with a limit. */
+        ASSERT_OK(vb_catalog_restore_list(c, 0, 0, &v, &n));
+        ASSERT_EQ(n, 3);
+        ASSERT_EQ(v[0].id, d);
+        ASSERT_EQ(v[2].id, a);
+        ASSERT_EQ(v[2].n_items, 3);
+        vb_restores_free(v, n);
+        ASSERT_OK(vb_catalog_restore_list(c, 1u << VB_RUN_WAITING | 1u << VB_RUN_RUNNING, 0, &v, &n));
+        ASSERT_EQ(n, 1);
+        ASSERT_EQ(v[0].id, d);
+        vb_restores_free(v, n);
+        ASSERT_OK(vb_catalog_restore_list(c, 0, 2, &v, &n));
+        ASSERT_EQ(n, 2);
+        vb_restores_free(v, n);
+        ASSERT_ERR(vb_catalog_restore_list(c, 1u << 20, 0, &v, &n), EINVAL);
+        vb_catalog_close(c);
+}
+
+TEST(catalog_unfinished_restores_after_a_crash)
+{
+        vb_catalog *c;
+        vb_restore *v = NULL;
+        vb_restore_item *items = NULL;
+        size_t n, n_items;
+        pid_t pid;
+        int status;
+
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                /* The daemon: one restore running (one item writing, one
+                 * waiting), one waiting for its time; then killed. */
+                c = open_catalog();
+                int64_t po = add_pool(c, "main", "/p"), a;
+                json_t *inc = json_pack("[s, s]", "/vms/images/a-vda.qcow2", "/vms/images/a-vdb.qcow2");
+
+                a = add_restore(c, "nightly drill", "vm", po, 2);
+                add_restore(c, NULL, "vm", po, 1);
+                ASSERT_OK(vb_catalog_restore_start(c, a));
+                ASSERT_OK(vb_catalog_restore_item_list(c, a, &items, &n_items));
+                ASSERT_OK(vb_catalog_restore_item_begin(c, items[0].id, NULL));
+                ASSERT_OK(vb_catalog_restore_item_volumes(c, items[0].id, inc));
+                json_decref(inc);
+                raise(SIGKILL);
+                _exit(1);
+        }
+        ASSERT_TRUE(waitpid(pid, &status, 0) == pid);
+        ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+        c = open_catalog();
+        ASSERT_OK(vb_catalog_unfinished_restores(c, &v, &n));
+        ASSERT_EQ(n, 1);
+        ASSERT_STREQ(v[0].name, "nightly drill");
+        ASSERT_EQ(v[0].n_running, 1);
+        ASSERT_EQ(v[0].n_waiting, 1);
+        int64_t id = v[0].id;
+        vb_restores_free(v, n);
+        ASSERT_OK(vb_catalog_restore_item_list(c, id, &items, &n_items));
+        ASSERT_EQ(n_items, 2);
+        ASSERT_EQ(items[0].status, VB_RUN_VM_RUNNING);
+        ASSERT_EQ(json_array_size(items[0].incomplete), 2);
+        ASSERT_STREQ(json_string_value(json_array_get(items[0].incomplete, 1)), "/vms/images/a-vdb.qcow2");
+        /* The cleanup: items failed, keeping the volumes named, the restore ended. */
+        for (size_t i = 0; i < n_items; i++) {
+                vb_restore_item res = { .status = VB_RUN_VM_FAILED,
+                                        .error_code = VB_E_INTERRUPTED,
+                                        .message = (char *)"vbakd stopped during the restore",
+                                        .incomplete = items[i].incomplete };
+
+                ASSERT_OK(vb_catalog_restore_item_finish(c, items[i].id, &res));
+        }
+        vb_restore_items_free(items, n_items);
+        ASSERT_OK(vb_catalog_restore_finish(c, id, VB_RUN_FAILED, VB_E_INTERRUPTED, "vbakd stopped"));
+        ASSERT_OK(vb_catalog_unfinished_restores(c, &v, &n));
+        ASSERT_EQ(n, 0);
+        free(v);
+        ASSERT_OK(vb_catalog_restore_item_list(c, id, &items, &n_items));
+        ASSERT_EQ(json_array_size(items[0].incomplete), 2);
+        ASSERT_EQ(items[1].error_code, VB_E_INTERRUPTED);
+        vb_restore_items_free(items, n_items);
+        /* The waiting one stays waiting: it is not unfinished work. */
+        ASSERT_OK(vb_catalog_restore_list(c, 1u << VB_RUN_WAITING, 0, &v, &n));
+        ASSERT_EQ(n, 1);
+        vb_restores_free(v, n);
+        vb_catalog_close(c);
+}
+
+TEST(catalog_schema_migration_from_version_2)
+{
+        vb_catalog *c = NULL;
+        int64_t pl, po, job, run, id;
+        vb_run r = { 0 };
+
+        ASSERT_OK(vb_catalog_open_version("state", 2, &c));
+        ASSERT_EQ(vb_catalog_schema_version(c), 2);
+        pl = add_platform(c, "cas1", VB_PLATFORM_CAS);
+        po = add_pool(c, "main", "/p");
+        job = add_job(c, "nightly", pl, po);
+        ASSERT_OK(vb_catalog_run_add(c, job, VB_RUN_MANUAL, 0, &run));
+        /* Version 2 has no restores. */
+        ASSERT_TRUE(vb_catalog_restore_list(c, 0, 0, &(vb_restore *){ NULL }, &(size_t){ 0 }) < 0);
+        vb_catalog_close(c);
+        ASSERT_EQ(raw_int("SELECT count(*) FROM sqlite_master WHERE name IN ('restores', 'restore_items')"), 0);
+
+        c = open_catalog();
+        ASSERT_EQ(vb_catalog_schema_version(c), VB_CATALOG_SCHEMA_VERSION);
+        ASSERT_OK(vb_catalog_run_get(c, run, &r));
+        ASSERT_STREQ(r.job_name, "nightly");
+        vb_run_clear(&r);
+        id = add_restore(c, NULL, "vm", po, 2);
+        vb_catalog_close(c);
+        ASSERT_EQ(raw_int("PRAGMA user_version"), VB_CATALOG_SCHEMA_VERSION);
+        ASSERT_EQ(raw_int("SELECT count(*) FROM restore_items"), 2);
+        ASSERT_EQ(raw_int("SELECT max(id) FROM restores"), id);
 }
