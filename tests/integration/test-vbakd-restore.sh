@@ -16,6 +16,8 @@
 #   of another VM;
 # - ten VMs restored at once with limits 4 VMs / 2 per host: the recorded
 #   concurrency stays within them and every disk is identical;
+# - a restore started by hand, one at a set time with a pre-script, one
+#   skipped by its precondition;
 # - a cut of every connection to the host mid-restore (shorter than the
 #   reconnect window): the restore resumes and is identical;
 # - a damaged chunk: the restore fails naming the disk and the offset, the
@@ -266,6 +268,27 @@ read -r vms host <<<"$(sed -E 's/.*at most ([0-9]+) VMs at once, ([0-9]+) on one
 info "recorded concurrency: $vms VMs, $host per host"
 ((vms <= 4 && host <= 2)) || die "limits exceeded: $line"
 ((vms >= 2)) || die "the restore did not run in parallel: $line"
+
+info "schedules and scripts: by hand, at a set time, a precondition, a pre-script"
+"$VBAK" restore vm "$(rp_of p3)" --name p3-m --manual --yes --json >manual.json 2>manual.err ||
+        die "manual restore: $(cat manual.err)"
+mid=$(py manual.json 'print(j["id"])')
+api GET "/v1/restores/$mid" >restore.json
+assert_eq "$(py restore.json 'print(j["status"])')" waiting "a manual restore waits"
+"$VBAK" restore start "$mid" --follow >start.out 2>start.err || die "restore start: $(cat start.err)"
+api GET "/v1/restores/$mid" >restore.json
+assert_eq "$(item 'it["status"]')" succeeded "the manual restore, started"
+same "$(img 1 p3-vda.qcow2)" "$(img 1 p3-m-vda.qcow2)" "p3-m's vda"
+at=$(($(date +%s) + 2))
+restore '{"items": [{"restore_point": "'"$(rp_of p4)"'", "name": "p4-at"}], "schedule": {"once": '"$at"'},
+        "options": {"pre_script": "echo \"$VBAK_RESTORE\" >'"$WORK"'/pre.out"}, "confirm": true}'
+assert_eq "$(item 'it["status"]')" succeeded "the restore at a set time"
+(($(py restore.json 'print(j["started"])') >= at)) || die "the restore started before its time"
+assert_eq "$(cat pre.out)" "$(py restore.json 'print(j["id"])')" "the pre-script got the restore's id"
+restore '{"items": [{"restore_point": "'"$(rp_of p4)"'", "name": "p4-never"}],
+        "options": {"precondition": "false"}, "confirm": true}'
+assert_eq "$(py restore.json 'print(j["status"])')" skipped "a precondition that fails skips the restore"
+expect_exit 3 cas vm --vm p4-never
 
 info "a cut of every connection to the host mid-restore resumes"
 restore_cut() {
