@@ -236,7 +236,8 @@ static int scan_pool(const sim_spool *p, volume **out, size_t *n_out)
                 volumes_free(vols, n);
                 return r;
         }
-        qsort(vols, n, sizeof(*vols), cmp_volume);
+        if (n) /* an empty pool has no array at all */
+                qsort(vols, n, sizeof(*vols), cmp_volume);
         /* Each pass lifts a base above the files on it; a chain of n files settles in n passes. */
         for (size_t pass = 0; pass < n; pass++) {
                 bool changed = false;
