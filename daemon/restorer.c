@@ -26,8 +26,8 @@
  * and counts against the limits from starting to finishing, on the host
  * its plan named when the restore was created. An item whose target VM
  * another restore is writing fails (E10); one whose target an item of its
- * own restore is writing waits for it. The engine names each volume in a
- * step ("volume PATH") before writing it: the item records it as
+ * own restore is writing waits for it. The engine names each volume
+ * (the volume callback) before writing it: the item records it as
  * incomplete then, so that a crash leaves it named. The run ends once
  * every item is done and no catalog call of it is in flight; nothing of an
  * rst is freed while a lane call or an engine callback on it is pending.
@@ -1231,6 +1231,7 @@ static int transfer_setup(rst *r)
 
 static void progress(void *userdata, uint64_t done, uint64_t total);
 static void step(void *userdata, const char *what);
+static void volume(void *userdata, const char *path);
 
 /* The name the target VM will have (for subdir_is_name); NULL: no memory. */
 static char *vm_name_of(const item *it)
@@ -1290,6 +1291,7 @@ static int item_build(item *it)
                 .transfer = &r->transfer,
                 .progress = r->mode == MODE_RUN ? progress : NULL,
                 .step = r->mode == MODE_RUN ? step : NULL,
+                .volume = r->mode == MODE_RUN ? volume : NULL,
                 .userdata = it,
         };
         if (r->disk_kind) {
@@ -1904,9 +1906,12 @@ static void volumes_recorded(void *ctx, int k)
         }
 }
 
-/* A volume about to be written: named incomplete in the catalog first. */
-static void volume_named(item *it, const char *path)
+/* A volume about to be written (vb_vmrestore_opts.volume): named
+ * incomplete in the catalog first. */
+static void volume(void *userdata, const char *path)
 {
+        item *it = userdata;
+
         for (size_t i = 0; i < json_array_size(it->incomplete); i++)
                 if (streq_ptr(json_string_value(json_array_get(it->incomplete, i)), path))
                         return;
@@ -1982,9 +1987,6 @@ static void step(void *userdata, const char *what)
 
         snprintf(it->step, sizeof(it->step), "%s", what);
         log_info("restore %" PRId64 ": item %u (%s): %s", it->r->id, it->idx, it->target ?: "?", what);
-        /* The engine names each volume ("volume PATH") before it writes it. */
-        if (strncmp(what, "volume /", 8) == 0)
-                volume_named(it, what + 7);
         changed(it->r);
 }
 

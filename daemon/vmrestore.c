@@ -619,7 +619,8 @@ static void disk_write(rdisk *rd)
         /* Named incomplete before the first byte goes in. */
         if (strv_push(&x->res.incomplete, &x->res.n_incomplete, rd->path) < 0)
                 return disk_fail(rd, VB_E_FAILED, "result: %s", strerror(ENOMEM));
-        step(x, "volume %s", rd->path);
+        if (x->o.volume)
+                x->o.volume(x->o.userdata, rd->path);
         k = x->o.drv->disk_target(x->o.hv, &vm, &disk, target_got, rd);
         if (k < 0)
                 disk_fail(rd, errno_code(k), "disk %s: its target: %s", rd->device, strerror(-k));

@@ -116,6 +116,9 @@ typedef struct vb_vmrestore_opts {
         sp_progress_fn progress;
         /* Each step, as a short line ("writing disk vda to ..."). */
         void (*step)(void *userdata, const char *what);
+        /* Each volume's path, before the first byte is written to it: from
+         * then on it is incomplete until the result lists it as written. */
+        void (*volume)(void *userdata, const char *path);
         void *userdata;
 } vb_vmrestore_opts;
 
