@@ -9,6 +9,9 @@
  * store_value() puts it into struct vb_config at the row's offset. Defaults,
  * file lines and `config set` all take that path. vb_config_load() applies a
  * file to a deep copy and swaps it in only when every line was good.
+ * vb_config_text_set() edits the text of a file for `config set`: it
+ * touches only the key's own line, so comments and layout stay, and it
+ * checks the result with the same loader before anything is written.
  */
 #include "daemon/config.h"
 #include "dedup/blob.h"
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <strings.h>
 #include <syslog.h>
+#include <sys/stat.h>
 
 #include "daemon/util.h"
 
@@ -606,25 +610,20 @@ static void trim_end(char *s)
                 s[--n] = 0;
 }
 
-int vb_config_load(struct vb_config *c, const char *path, char **ret_error)
+/* Applies the text buf (len bytes, NUL at buf[len]; its lines are cut up
+ * in place) to c, all or nothing; path names it in messages. When lines is
+ * not NULL (vb_config_n_keys entries) each key's entry gets the number of
+ * the line that set it, 0 for none. */
+static int load_text(struct vb_config *c, const char *path, char *buf, size_t len, unsigned *lines, char **ret_error)
 {
-        _cleanup_free_ char *buf = NULL;
         struct vb_config copy;
         char msg[512];
-        size_t len = 0;
         unsigned line_no = 0;
         char *p, *end, *nl;
         int r;
 
-        if (ret_error)
-                *ret_error = NULL;
-        if (!c || !path)
-                return -EINVAL;
-        r = vb_read_file_at(AT_FDCWD, path, CONFIG_FILE_MAX, &buf, &len);
-        if (r < 0) {
-                set_error(ret_error, "%s: %s", path, r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
-                return r;
-        }
+        if (lines)
+                memset(lines, 0, vb_config_n_keys * sizeof(*lines));
         r = config_copy(&copy, c);
         if (r < 0) {
                 set_error(ret_error, "%s: out of memory", path);
@@ -679,6 +678,8 @@ int vb_config_load(struct vb_config *c, const char *path, char **ret_error)
                         goto fail;
                 }
                 store_value(&copy, k, &v);
+                if (lines)
+                        lines[k - vb_config_keys] = line_no;
         }
 
         vb_config_free(c);
@@ -687,5 +688,355 @@ int vb_config_load(struct vb_config *c, const char *path, char **ret_error)
 
 fail:
         vb_config_free(&copy);
+        if (lines)
+                memset(lines, 0, vb_config_n_keys * sizeof(*lines));
         return r;
+}
+
+int vb_config_load_lines(struct vb_config *c, const char *path, unsigned *lines, char **ret_error)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!c || !path)
+                return -EINVAL;
+        r = vb_read_file_at(AT_FDCWD, path, CONFIG_FILE_MAX, &buf, &len);
+        if (r < 0) {
+                set_error(ret_error, "%s: %s", path, r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+                return r;
+        }
+        return load_text(c, path, buf, len, lines, ret_error);
+}
+
+int vb_config_load(struct vb_config *c, const char *path, char **ret_error)
+{
+        return vb_config_load_lines(c, path, NULL, ret_error);
+}
+
+/* ---- close matches, and `config set` on the text of a file ---- */
+
+/* The edit distance between a and b (insertions, deletions, substitutions),
+ * or SIZE_MAX for names too long to bother. */
+static size_t edit_distance(const char *a, const char *b)
+{
+        size_t la = strlen(a), lb = strlen(b), row[65];
+
+        if (la > 64 || lb > 64)
+                return SIZE_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                row[j] = j;
+        for (size_t i = 1; i <= la; i++) {
+                size_t diag = row[0];
+
+                row[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+
+                        if (up + 1 < best)
+                                best = up + 1;
+                        if (row[j - 1] + 1 < best)
+                                best = row[j - 1] + 1;
+                        diag = up;
+                        row[j] = best;
+                }
+        }
+        return row[lb];
+}
+
+size_t vb_config_close_matches(const char *name, const struct vb_config_key **ret, size_t max)
+{
+        size_t dist[64], n = 0, limit;
+
+        if (!name || !ret)
+                return 0;
+        if (max > ELEMENTSOF(dist))
+                max = ELEMENTSOF(dist);
+        /* A third of the name may be wrong; a part of at least 3 letters of a
+         * key (or a key inside the name) counts too, after the typos. */
+        limit = strlen(name) / 3 < 2 ? 2 : strlen(name) / 3;
+        VB_CONFIG_FOREACH_KEY(k) {
+                size_t d = edit_distance(name, k->name), i;
+
+                if (d > limit) {
+                        if (strlen(name) < 3 || (!strstr(k->name, name) && !strstr(name, k->name)))
+                                continue;
+                        d = limit + 1 + (d == SIZE_MAX ? 64 : d);
+                }
+                /* Insert sorted by distance, table order among equals. */
+                for (i = n; i > 0 && dist[i - 1] > d; i--)
+                        if (i < max) {
+                                dist[i] = dist[i - 1];
+                                ret[i] = ret[i - 1];
+                        }
+                if (i < max) {
+                        dist[i] = d;
+                        ret[i] = k;
+                        if (n < max)
+                                n++;
+                }
+        }
+        return n;
+}
+
+static bool is_blank(char c)
+{
+        return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Whether the line p[0..n) sets key: "key = ..." or, commented, "# key =
+ * ...", with any blanks around the parts. */
+static bool line_sets_key(const char *p, size_t n, const char *key, bool commented)
+{
+        const char *end = p + n;
+        size_t klen = strlen(key);
+
+        while (p < end && is_blank(*p))
+                p++;
+        if (commented) {
+                if (p == end || *p != '#')
+                        return false;
+                p++;
+                while (p < end && is_blank(*p))
+                        p++;
+        }
+        if ((size_t)(end - p) < klen || memcmp(p, key, klen) != 0)
+                return false;
+        p += klen;
+        while (p < end && is_blank(*p))
+                p++;
+        return p < end && *p == '=';
+}
+
+/* The message for an unknown key, with the close matches. */
+static void unknown_key_error(const char *key, char **ret_error)
+{
+        const struct vb_config_key *m[3];
+        char shown[SHOWN_MAX], list[256] = "";
+        size_t n = vb_config_close_matches(key, m, ELEMENTSOF(m)), len = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                int w = format_into(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", m[i]->name);
+                if (w < 0)
+                        break;
+                len += (size_t)w;
+        }
+        if (n > 0)
+                set_error(ret_error, "unknown key \"%s\"; did you mean %s?", show_text(key, shown, sizeof(shown)),
+                          list);
+        else
+                set_error(ret_error, "unknown key \"%s\"", show_text(key, shown, sizeof(shown)));
+}
+
+int vb_config_text_set(const char *path, const char *text, size_t len, const char *key, const char *value,
+                       char **ret_text, size_t *ret_len, struct vb_config_edit *ret_edit, char **ret_error)
+{
+        _cleanup_free_ char *line = NULL, *out = NULL, *check = NULL;
+        const struct vb_config_key *k;
+        struct vb_config c;
+        struct vb_config_edit edit = {};
+        size_t at_start = 0, at_end = 0, out_len, line_len;
+        unsigned line_no = 0, active = 0, commented = 0;
+        bool cr = false;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!path || (!text && len > 0) || !key || !value || !ret_text || !ret_len)
+                return -EINVAL;
+        if (len > CONFIG_FILE_MAX) {
+                set_error(ret_error, "%s: larger than 1 MiB", path);
+                return -EFBIG;
+        }
+        k = vb_config_find(key);
+        if (!k) {
+                unknown_key_error(key, ret_error);
+                return -ENOENT;
+        }
+
+        /* The daemon's own parser decides. The file drops blanks around a
+         * value, so a value with them would not read back as given. */
+        r = vb_config_init_defaults(&c);
+        if (r < 0)
+                return r;
+        r = vb_config_key_set(k, &c, value, ret_error);
+        vb_config_free(&c);
+        if (r < 0)
+                return r;
+        if (is_blank(value[0]) || is_blank(value[strlen(value) - 1])) {
+                set_error(ret_error, "%s: the value has blanks around it, which the file does not keep", k->name);
+                return -EINVAL;
+        }
+
+        /* The last active line of the key, else its last commented one. */
+        for (size_t p = 0; p < len;) {
+                const char *nl = memchr(text + p, '\n', len - p);
+                size_t e = nl ? (size_t)(nl - text) : len;
+
+                line_no++;
+                if (line_sets_key(text + p, e - p, k->name, false)) {
+                        active = line_no;
+                        at_start = p;
+                        at_end = e;
+                } else if (!active && line_sets_key(text + p, e - p, k->name, true)) {
+                        commented = line_no;
+                        at_start = p;
+                        at_end = e;
+                }
+                p = e + 1;
+        }
+        if (active || commented)
+                cr = at_end > at_start && text[at_end - 1] == '\r';
+
+        if (asprintf(&line, "%s = %s%s", k->name, value, cr ? "\r" : "") < 0)
+                return -ENOMEM;
+        line_len = strlen(line);
+        if (active || commented) {
+                edit.line = active ? active : commented;
+                edit.kind = active ? VB_CONFIG_EDIT_REPLACED : VB_CONFIG_EDIT_UNCOMMENTED;
+                if (active && at_end - at_start == line_len && memcmp(text + at_start, line, line_len) == 0)
+                        edit.kind = VB_CONFIG_EDIT_UNCHANGED;
+        } else {
+                /* A last line without its newline gets one first. */
+                bool nl = len > 0 && text[len - 1] != '\n';
+
+                edit.kind = VB_CONFIG_EDIT_APPENDED;
+                edit.line = line_no + 1;
+                at_start = at_end = len;
+                free(line);
+                line = NULL;
+                if (asprintf(&line, "%s%s = %s\n", nl ? "\n" : "", k->name, value) < 0)
+                        return -ENOMEM;
+                line_len = strlen(line);
+        }
+
+        out_len = at_start + line_len + (len - at_end);
+        out = malloc(out_len + 1);
+        check = malloc(out_len + 1);
+        if (!out || !check)
+                return -ENOMEM;
+        memcpy(out, text, at_start);
+        memcpy(out + at_start, line, line_len);
+        memcpy(out + at_start + line_len, text + at_end, len - at_end);
+        out[out_len] = 0;
+
+        /* The whole file must load as vbakd will load it: an earlier bad line
+         * is reported now rather than when the daemon next starts. */
+        memcpy(check, out, out_len + 1);
+        r = vb_config_init_defaults(&c);
+        if (r < 0)
+                return r;
+        r = load_text(&c, path, check, out_len, NULL, ret_error);
+        vb_config_free(&c);
+        if (r < 0)
+                return r;
+
+        if (ret_edit)
+                *ret_edit = edit;
+        *ret_text = TAKE_PTR(out);
+        *ret_len = out_len;
+        return 0;
+}
+
+/* Writes len bytes of data over target atomically with mode (and owner
+ * uid:gid unless -1): a temp file next to it, fsync'd, renamed, the
+ * directory fsync'd. */
+static int replace_file(const char *target, const char *data, size_t len, mode_t mode, uid_t uid, gid_t gid,
+                        char **ret_error)
+{
+        _cleanup_free_ char *tmp = NULL, *dir = NULL;
+        _cleanup_close_ int fd = -1;
+        char *slash;
+        int r;
+
+        dir = strdup(target);
+        if (!dir || asprintf(&tmp, "%s.tmp-XXXXXX", target) < 0)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (slash == dir)
+                slash[1] = 0;
+        else if (slash)
+                *slash = 0;
+        else
+                strcpy(dir, ".");
+
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                if (r == -ENOENT || r == -ENOTDIR)
+                        set_error(ret_error, "%s: directory %s does not exist", target, dir);
+                else
+                        set_error(ret_error, "%s: cannot create a file in %s: %s", target, dir, strerror(-r));
+                return r;
+        }
+        r = vb_write_all(fd, data, len);
+        if (r >= 0 && fchmod(fd, mode) < 0)
+                r = -errno;
+        /* Root rewriting a file of another owner keeps that owner; anyone
+         * else cannot give a file away, and becomes its owner. */
+        if (r >= 0 && uid != (uid_t)-1 && (uid != geteuid() || gid != getegid()) && fchown(fd, uid, gid) < 0 &&
+            errno != EPERM)
+                r = -errno;
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && close(TAKE_FD(fd)) < 0)
+                r = -errno;
+        if (r >= 0 && rename(tmp, target) < 0)
+                r = -errno;
+        if (r < 0) {
+                set_error(ret_error, "%s: cannot write: %s", target, strerror(-r));
+                unlink(tmp);
+                return r;
+        }
+        r = vb_fsync_dir_at(AT_FDCWD, dir);
+        if (r < 0) {
+                set_error(ret_error, "%s: fsync of %s: %s", target, dir, strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+int vb_config_file_set(const char *path, const char *key, const char *value, struct vb_config_edit *ret_edit,
+                       char **ret_error)
+{
+        _cleanup_free_ char *old = NULL, *text = NULL, *target = NULL;
+        struct vb_config_edit edit = {};
+        struct stat st = {};
+        size_t len = 0, text_len = 0;
+        bool exists = true;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!path || !key || !value)
+                return -EINVAL;
+        r = vb_read_file_at(AT_FDCWD, path, CONFIG_FILE_MAX, &old, &len);
+        if (r == -ENOENT)
+                exists = false;
+        else if (r < 0) {
+                set_error(ret_error, "%s: %s", path, r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+                return r;
+        }
+        /* A symlink (a file kept elsewhere) stays one: its target is rewritten. */
+        target = exists ? realpath(path, NULL) : strdup(path);
+        if (!target || (exists && stat(target, &st) < 0)) {
+                r = errno ? -errno : -ENOMEM;
+                set_error(ret_error, "%s: %s", path, strerror(-r));
+                return r;
+        }
+        r = vb_config_text_set(path, exists ? old : "", len, key, value, &text, &text_len, &edit, ret_error);
+        if (r < 0)
+                return r;
+        edit.created = !exists;
+        if (!exists || edit.kind != VB_CONFIG_EDIT_UNCHANGED) {
+                r = replace_file(target, text, text_len, exists ? st.st_mode & 07777 : 0644,
+                                 exists ? st.st_uid : (uid_t)-1, exists ? st.st_gid : (gid_t)-1, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        if (ret_edit)
+                *ret_edit = edit;
+        return 0;
 }

@@ -140,4 +140,53 @@ int vb_config_key_set(const struct vb_config_key *k, void *base, const char *val
  * Returns the length, -EINVAL, or -ENOBUFS when buf is too small. */
 int vb_config_key_format(const struct vb_config_key *k, const void *base, char *buf, size_t size);
 
+/* The file vbakd reads when no --config names one. */
+#define VB_CONFIG_FILE_DEFAULT "/etc/vbak/vbakd.conf"
+
+/* vb_config_load(), telling where each key's value came from: lines has
+ * vb_config_n_keys entries, indexed like vb_config_keys; each gets the
+ * number of the line that set the value in force, or 0 when the file does
+ * not name the key (all 0 on failure). */
+int vb_config_load_lines(struct vb_config *c, const char *path, unsigned *lines, char **ret_error);
+
+/* Up to max keys whose names are close to name (a typo, a missing or extra
+ * part: "worker_thread", "threads"), best first, into ret. Returns how many. */
+size_t vb_config_close_matches(const char *name, const struct vb_config_key **ret, size_t max);
+
+/* What vb_config_text_set() did to the text. */
+enum vb_config_edit_kind {
+        VB_CONFIG_EDIT_REPLACED,    /* the key's line in force now holds the value */
+        VB_CONFIG_EDIT_UNCOMMENTED, /* its commented line ("# key = ...") became active */
+        VB_CONFIG_EDIT_APPENDED,    /* a new line at the end */
+        VB_CONFIG_EDIT_UNCHANGED,   /* the line in force already said exactly this */
+};
+
+struct vb_config_edit {
+        enum vb_config_edit_kind kind;
+        unsigned line; /* the key's line in the new text, from 1 */
+        bool created;  /* vb_config_file_set(): the file did not exist */
+};
+
+/* Sets key to value in the configuration text (len bytes), keeping every
+ * other byte: the last active line of key is replaced, else the last
+ * commented one ("# key = ...", as etc/vbakd.conf ships them) is replaced in
+ * place, else "key = value" is appended. value goes through the daemon's own
+ * parser first, and the whole new text must load (path names it in
+ * messages). Returns 0 with *ret_text (NUL-terminated, to free) and
+ * *ret_len; -ENOENT for an unknown key (*ret_error names close matches),
+ * -EINVAL for a bad value or text that does not load (*ret_error as for
+ * vb_config_load()), -EFBIG, -ENOMEM. */
+int vb_config_text_set(const char *path, const char *text, size_t len, const char *key, const char *value,
+                       char **ret_text, size_t *ret_len, struct vb_config_edit *ret_edit, char **ret_error);
+
+/* vb_config_text_set() on the file at path, written back atomically (a temp
+ * file in the same directory, fsync'd, renamed over it, the directory
+ * fsync'd), with the old file's mode and owner; a missing file is created
+ * with mode 0644, in a directory that must exist. A symlink is followed.
+ * Returns 0, the errors of vb_config_text_set(), or the -errno of reading or
+ * writing (-EACCES, -EROFS, -ENOENT for a missing directory...) with
+ * *ret_error naming the file. */
+int vb_config_file_set(const char *path, const char *key, const char *value, struct vb_config_edit *ret_edit,
+                       char **ret_error);
+
 #endif

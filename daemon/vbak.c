@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "daemon/cli-cas.h"
+#include "daemon/cli-config.h"
 #include "daemon/cli-cvd.h"
 #include "daemon/cli-daemon-pool.h"
 #include "daemon/cli-daemon.h"
@@ -40,6 +41,7 @@ static void help(FILE *f)
               "  restore-point  the restore points vbakd knows (list, show)\n"
               "  restore    restores through vbakd: whole VMs or single disks, shown and confirmed\n"
               "             first (vm, disk, list, show, start, stop); --follow shows their progress\n"
+              "  config     vbakd's settings in its configuration file (show, set)\n"
               "  help       show this text\n"
               "  version    show the version\n\n"
               "Exit codes are listed in docs/error-codes.md. VBAK_LOG_LEVEL sets the log level.\n",
@@ -81,6 +83,8 @@ int main(int argc, char **argv)
                 return vb_cli_restore_point(argc - 1, argv + 1);
         if (streq(argv[1], "restore"))
                 return vb_cli_restore(argc - 1, argv + 1);
+        if (streq(argv[1], "config"))
+                return vb_cli_config(argc - 1, argv + 1);
         fprintf(stderr, "vbak: unknown command '%s' (see vbak --help) [E%d %s]\n", argv[1], VB_E_USAGE,
                 vb_error_name(VB_E_USAGE));
         return VB_E_USAGE;

@@ -30,6 +30,7 @@
 #include "daemon/daemon.h"
 #include "daemon/error.h"
 #include "daemon/log.h"
+#include "daemon/notify.h"
 #include "daemon/util.h"
 #include "daemon/version.h"
 
@@ -40,7 +41,8 @@ typedef struct daemon {
         vb_daemon d;
         uv_signal_t sigterm, sigint;
         bool stopping;
-        int lock_fd; /* STATE/vbakd.lock, held while the daemon runs */
+        int lock_fd;         /* STATE/vbakd.lock, held while the daemon runs */
+        unsigned recovering; /* recoveries not finished yet: READY=1 waits for them */
 } daemon_t;
 
 static void help(FILE *f)
@@ -86,11 +88,24 @@ static void on_signal(uv_signal_t *s, int signum)
                 return;
         x->stopping = true;
         log_info("signal %d: stopping", signum);
+        (void)vb_notify("STOPPING=1\nSTATUS=stopping");
         uv_close((uv_handle_t *)&x->sigterm, NULL);
         uv_close((uv_handle_t *)&x->sigint, NULL);
         vb_runner_shutdown(x->d.runner);
         vb_restorer_shutdown(x->d.restorer);
         vb_api_close(TAKE_PTR(x->d.api), api_closed, x);
+}
+
+/* The service manager hears READY=1 once the API listens and what a dead
+ * daemon left behind is cleaned up: a unit ordered after vbakd finds it
+ * whole. */
+static void recovered(void *userdata, int r)
+{
+        daemon_t *x = userdata;
+
+        if (--x->recovering > 0 || x->stopping)
+                return;
+        (void)vb_notifyf("READY=1\nSTATUS=serving the API on %s", x->d.socket_path);
 }
 
 /* One daemon per state dir: two would clean up each other's runs as if
@@ -166,8 +181,10 @@ static int setup(daemon_t *x, const vb_api_opts *ao)
         uv_signal_start(&x->sigterm, on_signal, SIGTERM);
         uv_signal_start(&x->sigint, on_signal, SIGINT);
         /* What a dead daemon left behind goes first; then the scheduler. */
-        vb_runner_recover(d->runner, NULL, NULL);
-        vb_restorer_recover(d->restorer, NULL, NULL);
+        (void)vb_notify("STATUS=cleaning up after the last stop");
+        x->recovering = 2;
+        vb_runner_recover(d->runner, recovered, x);
+        vb_restorer_recover(d->restorer, recovered, x);
         log_info("vbakd %s: state %s, API on %s%s%s", VB_VERSION, d->cfg.state_dir, d->socket_path,
                  ao->tcp ? " and tcp " : "", ao->tcp ?: "");
         return 0;

@@ -52,21 +52,24 @@ if [[ ! -s $cache/rootfs.qcow2 ]]; then
         . /etc/os-release
         mirror=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
         [[ -n $mirror ]] || mirror=$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
-        rm -rf "$cache/root"
+        # The root tree is built outside the build dir: its *.d folders would
+        # look like dependency files to make.
+        root=$work/root
         echo "debootstrap --variant=minbase ${VERSION_CODENAME:-bookworm} from ${mirror:-?} (about a minute, once)"
-        if debootstrap --variant=minbase "${VERSION_CODENAME:-bookworm}" "$cache/root" ${mirror:+"$mirror"} \
+        if debootstrap --variant=minbase "${VERSION_CODENAME:-bookworm}" "$root" ${mirror:+"$mirror"} \
                 >"$cache/debootstrap.log" 2>&1; then
                 label=debian
         else
                 echo "debootstrap failed (see $cache/debootstrap.log): using a copy of /usr/share instead"
-                rm -rf "$cache/root"
-                mkdir -p "$cache/root"
-                cp -a /usr/share/doc /usr/include "$cache/root/" 2>/dev/null || true
+                rm -rf "$root"
+                mkdir -p "$root"
+                cp -a /usr/share/doc /usr/include "$root/" 2>/dev/null || true
                 label=files
         fi
-        mkfs.ext4 -q -F -L "$label" -d "$cache/root" "$cache/rootfs.img" 2G
-        qemu-img convert -O qcow2 "$cache/rootfs.img" "$cache/rootfs.qcow2"
-        rm -rf "$cache/root" "$cache/rootfs.img"
+        mkfs.ext4 -q -F -L "$label" -d "$root" "$work/rootfs.img" 2G
+        qemu-img convert -O qcow2 "$work/rootfs.img" "$cache/rootfs.qcow2.new"
+        mv "$cache/rootfs.qcow2.new" "$cache/rootfs.qcow2"
+        rm -rf "$root" "$work/rootfs.img"
 fi
 qemu-img info "$cache/rootfs.qcow2" | grep -E "virtual size|disk size"
 

@@ -38,6 +38,8 @@ PACKAGES=(
         borgbackup
         restic
         debootstrap
+        groff-base  # the man pages are checked for warnings
+        logrotate   # the shipped logrotate file is checked with logrotate -d
         diffutils # cmp
         procps
         time # /usr/bin/time

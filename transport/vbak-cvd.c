@@ -24,6 +24,7 @@
 
 #include "daemon/error.h"
 #include "daemon/log.h"
+#include "daemon/notify.h"
 #include "daemon/util.h"
 #include "transport/conn.h"
 #include "transport/cvd-export.h"
@@ -134,6 +135,7 @@ static void on_stopped(void *userdata)
 static void on_signal(uv_signal_t *h, int signum)
 {
         log_info("%s: stopping", strsignal(signum));
+        (void)vb_notify("STOPPING=1\nSTATUS=stopping");
         uv_signal_stop(&sig_term);
         uv_signal_stop(&sig_int);
         tp_cvd_server_stop(TAKE_PTR(server), on_stopped, NULL);
@@ -339,6 +341,7 @@ int main(int argc, char **argv)
         log_info("serving %zu image folders, data ports %u-%u on %s, %s, at most %lu clients, idle timeout %lu s",
                  n_dirs, port_min, port_max, data_host ? data_host : "each client's address", tls ? "TLS" : "plain TCP",
                  max_clients, timeout);
+        (void)vb_notifyf("READY=1\nSTATUS=listening on port %u", tp_cvd_server_port(server));
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         for (size_t i = 0; i < n_dirs; i++)

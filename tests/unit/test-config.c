@@ -6,6 +6,7 @@
  * loading, and etc/vbakd.conf staying in step with the table.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/config.h"
@@ -671,4 +673,299 @@ TEST(config_example_file)
                         TEST_FAIL_("%s does not say what %s allows (\"%s\")", path, k->name, allowed);
         }
         vb_config_free(&c);
+}
+
+/* ---- vbak config show / set ---- */
+
+/* Sets key to value in text; asserts it works and returns the new text. */
+static char *text_set_ok(const char *text, const char *key, const char *value, struct vb_config_edit *edit)
+{
+        _cleanup_free_ char *error = NULL;
+        char *out = NULL;
+        size_t len = 0;
+        int r;
+
+        r = vb_config_text_set("t.conf", text, strlen(text), key, value, &out, &len, edit, &error);
+        if (r < 0)
+                TEST_FAIL_("set %s = \"%s\": %s (%s)", key, value, strerror(-r), error ? error : "no message");
+        ASSERT_TRUE(out != NULL);
+        ASSERT_UEQ(len, strlen(out));
+        return out;
+}
+
+static void assert_text_set_fails(const char *text, const char *key, const char *value, int err, const char *want)
+{
+        _cleanup_free_ char *error = NULL;
+        char *out = (char *)"untouched";
+        size_t len = 7;
+
+        ASSERT_ERR(vb_config_text_set("t.conf", text, strlen(text), key, value, &out, &len, NULL, &error), err);
+        ASSERT_STREQ(out, "untouched");
+        ASSERT_TRUE(error != NULL);
+        if (!strstr(error, want))
+                TEST_FAIL_("set %s = \"%s\": message \"%s\" lacks \"%s\"", key, value, error, want);
+}
+
+TEST(config_iterate)
+{
+        _cleanup_free_ unsigned *lines = calloc(vb_config_n_keys, sizeof(*lines));
+        struct vb_config c;
+        size_t n = 0;
+
+        VB_CONFIG_FOREACH_KEY(k) {
+                ASSERT_TRUE(k == &vb_config_keys[n]);
+                n++;
+        }
+        ASSERT_UEQ(n, vb_config_n_keys);
+
+        /* Lines tell which line set each key in force; 0 for the others. */
+        ASSERT_TRUE(lines != NULL);
+        write_text("a.conf", "# comment\nworker_threads = 2\n\nfsync = none\nworker_threads = 3\n");
+        ASSERT_OK(vb_config_init_defaults(&c));
+        ASSERT_OK(vb_config_load_lines(&c, "a.conf", lines, NULL));
+        ASSERT_EQ(c.worker_threads, 3);
+        VB_CONFIG_FOREACH_KEY(k) {
+                unsigned want = streq(k->name, "worker_threads") ? 5 : streq(k->name, "fsync") ? 4 : 0;
+                ASSERT_EQ(lines[k - vb_config_keys], want);
+        }
+        /* On failure every line is 0 and c unchanged. */
+        write_text("b.conf", "log_level = debug\nfsync = sometimes\n");
+        ASSERT_ERR(vb_config_load_lines(&c, "b.conf", lines, NULL), EINVAL);
+        for (size_t i = 0; i < vb_config_n_keys; i++)
+                ASSERT_EQ(lines[i], 0);
+        ASSERT_EQ(c.log_level, LOG_INFO);
+        ASSERT_ERR(vb_config_load_lines(&c, "missing.conf", lines, NULL), ENOENT);
+        vb_config_free(&c);
+}
+
+TEST(config_close_matches)
+{
+        const struct vb_config_key *m[3];
+        size_t n;
+
+        n = vb_config_close_matches("worker_thread", m, 3);
+        ASSERT_TRUE(n >= 1);
+        ASSERT_STREQ(m[0]->name, "worker_threads");
+        n = vb_config_close_matches("chunksize", m, 3);
+        ASSERT_TRUE(n >= 1);
+        ASSERT_STREQ(m[0]->name, "chunk_size");
+        n = vb_config_close_matches("threads", m, 3);
+        ASSERT_EQ(n, 1);
+        ASSERT_STREQ(m[0]->name, "worker_threads");
+        /* Both log levels, the closer one first. */
+        n = vb_config_close_matches("log_levl", m, 3);
+        ASSERT_TRUE(n >= 1);
+        ASSERT_STREQ(m[0]->name, "log_level");
+        n = vb_config_close_matches("log_level", m, 1);
+        ASSERT_EQ(n, 1);
+        ASSERT_STREQ(m[0]->name, "log_level");
+        ASSERT_EQ(vb_config_close_matches("zzzzzzzzzzzz", m, 3), 0);
+        ASSERT_EQ(vb_config_close_matches("worker_threads", m, 0), 0);
+        ASSERT_EQ(vb_config_close_matches(NULL, m, 3), 0);
+}
+
+TEST(config_text_set)
+{
+        static const char shipped[] = "# header\n"
+                                      "\n"
+                                      "# [restart] Threads: 1-64.\n"
+                                      "# worker_threads = 4\n"
+                                      "\n"
+                                      "# Level: info, warning, error.\n"
+                                      "# transport_log_level = info\n";
+        struct vb_config_edit e;
+        char *out;
+
+        /* The commented default line is uncommented in place. */
+        out = text_set_ok(shipped, "worker_threads", "8", &e);
+        ASSERT_STREQ(out, "# header\n\n# [restart] Threads: 1-64.\nworker_threads = 8\n\n"
+                          "# Level: info, warning, error.\n# transport_log_level = info\n");
+        ASSERT_EQ(e.kind, VB_CONFIG_EDIT_UNCOMMENTED);
+        ASSERT_EQ(e.line, 4);
+        ASSERT_TRUE(!e.created);
+
+        /* Then its active line is replaced, the rest kept. */
+        {
+                _cleanup_free_ char *again = text_set_ok(out, "worker_threads", "16", &e);
+                ASSERT_STREQ(again, "# header\n\n# [restart] Threads: 1-64.\nworker_threads = 16\n\n"
+                                    "# Level: info, warning, error.\n# transport_log_level = info\n");
+                ASSERT_EQ(e.kind, VB_CONFIG_EDIT_REPLACED);
+                ASSERT_EQ(e.line, 4);
+        }
+        /* The same value again changes nothing. */
+        {
+                _cleanup_free_ char *same = text_set_ok(out, "worker_threads", "8", &e);
+                ASSERT_STREQ(same, out);
+                ASSERT_EQ(e.kind, VB_CONFIG_EDIT_UNCHANGED);
+        }
+        free(out);
+
+        /* The line in force (the last) is the one replaced; blanks and an
+         * indented key count; a key that is a prefix of another does not match. */
+        out = text_set_ok("  worker_threads=2\ncvd_port = 1\nworker_threads\t= 3\n# worker_threads = 4\n",
+                          "worker_threads", "5", &e);
+        ASSERT_STREQ(out, "  worker_threads=2\ncvd_port = 1\nworker_threads = 5\n# worker_threads = 4\n");
+        ASSERT_EQ(e.kind, VB_CONFIG_EDIT_REPLACED);
+        ASSERT_EQ(e.line, 3);
+        free(out);
+        out = text_set_ok("#log_level_extra = 1\n", "log_level", "debug", &e);
+        ASSERT_STREQ(out, "#log_level_extra = 1\nlog_level = debug\n");
+        ASSERT_EQ(e.kind, VB_CONFIG_EDIT_APPENDED);
+        free(out);
+
+        /* Appended: to an empty text, after a last line without a newline. */
+        out = text_set_ok("", "fsync", "none", &e);
+        ASSERT_STREQ(out, "fsync = none\n");
+        ASSERT_EQ(e.kind, VB_CONFIG_EDIT_APPENDED);
+        ASSERT_EQ(e.line, 1);
+        free(out);
+        out = text_set_ok("# fsync is about disks\ncvd_port = 9000", "fsync", "none", &e);
+        ASSERT_STREQ(out, "# fsync is about disks\ncvd_port = 9000\nfsync = none\n");
+        ASSERT_EQ(e.kind, VB_CONFIG_EDIT_APPENDED);
+        ASSERT_EQ(e.line, 3);
+        free(out);
+
+        /* A CRLF line keeps its CR. */
+        out = text_set_ok("gc_grace = 1h\r\ncvd_port = 1\r\n", "gc_grace", "2d", &e);
+        ASSERT_STREQ(out, "gc_grace = 2d\r\ncvd_port = 1\r\n");
+        free(out);
+        out = text_set_ok("# gc_grace is a duration=time\n#gc_grace=1h\n", "gc_grace", "0s", &e);
+        ASSERT_STREQ(out, "# gc_grace is a duration=time\ngc_grace = 0s\n");
+        ASSERT_EQ(e.kind, VB_CONFIG_EDIT_UNCOMMENTED);
+        ASSERT_EQ(e.line, 2);
+        free(out);
+}
+
+TEST(config_text_set_refuses)
+{
+        static const char text[] = "# x\nworker_threads = 2\n";
+
+        assert_text_set_fails(text, "worker_thread", "8", ENOENT,
+                              "unknown key \"worker_thread\"; did you mean worker_threads?");
+        assert_text_set_fails(text, "nothing_alike_at_all", "8", ENOENT, "unknown key \"nothing_alike_at_all\"");
+        assert_text_set_fails(text, "worker_threads", "100", EINVAL,
+                              "worker_threads = \"100\": out of range; allowed: 1-64");
+        assert_text_set_fails(text, "chunk_size", "8M", EINVAL, "allowed: 1M-4M");
+        assert_text_set_fails(text, "fsync", "sometimes", EINVAL, "allowed: always, none");
+        assert_text_set_fails(text, "state_dir", "relative", EINVAL, "allowed: an absolute path");
+        assert_text_set_fails(text, "state_dir", "", EINVAL, "empty value");
+        assert_text_set_fails(text, "state_dir", "/a\nfsync = none", EINVAL, "control character");
+        assert_text_set_fails(text, "state_dir", "/srv/x ", EINVAL, "blanks");
+        /* A bad line elsewhere is reported, with its line, before anything is written. */
+        assert_text_set_fails("fsync = sometimes\n", "worker_threads", "2", EINVAL,
+                              "t.conf:1: fsync = \"sometimes\": not allowed");
+        /* ...but the bad line of the key itself is what set repairs. */
+        {
+                struct vb_config_edit e;
+                _cleanup_free_ char *out = text_set_ok("worker_threads = 100\n", "worker_threads", "2", &e);
+                ASSERT_STREQ(out, "worker_threads = 2\n");
+        }
+        {
+                char *out;
+                size_t len;
+                ASSERT_ERR(vb_config_text_set(NULL, "", 0, "fsync", "none", &out, &len, NULL, NULL), EINVAL);
+                ASSERT_ERR(vb_config_text_set("t", "", 0, NULL, "none", &out, &len, NULL, NULL), EINVAL);
+                ASSERT_ERR(vb_config_text_set("t", "", 0, "fsync", NULL, &out, &len, NULL, NULL), EINVAL);
+        }
+}
+
+/* Counts the lines of a and b that differ (same number of lines). */
+static unsigned lines_differ(const char *a, const char *b)
+{
+        unsigned n = 0;
+
+        while (*a || *b) {
+                size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+
+                if (la != lb || memcmp(a, b, la) != 0)
+                        n++;
+                a += la + (a[la] == '\n');
+                b += lb + (b[lb] == '\n');
+        }
+        return n;
+}
+
+TEST(config_file_set)
+{
+        _cleanup_free_ char *shipped = NULL, *path = NULL, *before = NULL, *after = NULL, *error = NULL;
+        struct vb_config_edit e;
+        struct vb_config c;
+        struct stat st;
+
+        if (asprintf(&path, "%s/etc/vbakd.conf", start_dir) < 0)
+                abort();
+        if (vb_read_file_at(AT_FDCWD, path, 1 << 20, &shipped, NULL) < 0) {
+                fprintf(stderr, "%s not found, skipping\n", path);
+                exit(EXIT_TEST_SKIP);
+        }
+
+        /* On the shipped file: one line changes per key set. */
+        write_text("vbakd.conf", shipped);
+        ASSERT_OK(chmod("vbakd.conf", 0600));
+        ASSERT_OK(vb_config_file_set("vbakd.conf", "worker_threads", "8", &e, NULL));
+        ASSERT_EQ(e.kind, VB_CONFIG_EDIT_UNCOMMENTED);
+        ASSERT_TRUE(!e.created);
+        ASSERT_OK(vb_read_file_at(AT_FDCWD, "vbakd.conf", 1 << 20, &after, NULL));
+        ASSERT_EQ(lines_differ(shipped, after), 1);
+        ASSERT_TRUE(strstr(after, "\nworker_threads = 8\n") != NULL);
+        ASSERT_TRUE(strstr(after, "\n# worker_threads = 4\n") == NULL);
+        ASSERT_OK(stat("vbakd.conf", &st));
+        ASSERT_EQ(st.st_mode & 07777, 0600);
+        ASSERT_OK(vb_config_file_set("vbakd.conf", "gc_grace", "2h", &e, NULL));
+        before = TAKE_PTR(after);
+        ASSERT_OK(vb_read_file_at(AT_FDCWD, "vbakd.conf", 1 << 20, &after, NULL));
+        ASSERT_EQ(lines_differ(before, after), 1);
+        ASSERT_EQ(lines_differ(shipped, after), 2);
+        ASSERT_OK(vb_config_init_defaults(&c));
+        ASSERT_OK(vb_config_load(&c, "vbakd.conf", NULL));
+        ASSERT_EQ(c.worker_threads, 8);
+        ASSERT_UEQ(c.gc_grace, 7200);
+        vb_config_free(&c);
+
+        /* Refused: the file stays byte for byte, and no temp file is left. */
+        ASSERT_ERR(vb_config_file_set("vbakd.conf", "worker_threads", "0", NULL, &error), EINVAL);
+        ASSERT_TRUE(error && strstr(error, "allowed: 1-64"));
+        ASSERT_ERR(vb_config_file_set("vbakd.conf", "no_such_key", "0", NULL, NULL), ENOENT);
+        free(before);
+        before = NULL;
+        ASSERT_OK(vb_read_file_at(AT_FDCWD, "vbakd.conf", 1 << 20, &before, NULL));
+        ASSERT_STREQ(before, after);
+
+        /* A missing file is created, 0644 whatever the umask. */
+        umask(0077);
+        ASSERT_OK(vb_config_file_set("new.conf", "cvd_port", "9000", &e, NULL));
+        ASSERT_TRUE(e.created);
+        ASSERT_EQ(e.kind, VB_CONFIG_EDIT_APPENDED);
+        ASSERT_OK(stat("new.conf", &st));
+        ASSERT_EQ(st.st_mode & 07777, 0644);
+        free(after);
+        after = NULL;
+        ASSERT_OK(vb_read_file_at(AT_FDCWD, "new.conf", 1 << 20, &after, NULL));
+        ASSERT_STREQ(after, "cvd_port = 9000\n");
+
+        /* ...in a directory that exists. */
+        free(error);
+        error = NULL;
+        ASSERT_ERR(vb_config_file_set("nodir/new.conf", "cvd_port", "9000", NULL, &error), ENOENT);
+        ASSERT_TRUE(error && strstr(error, "directory nodir does not exist"));
+
+        /* A symlink stays one; its target changes. */
+        ASSERT_OK(symlink("new.conf", "link.conf"));
+        ASSERT_OK(vb_config_file_set("link.conf", "cvd_port", "9001", NULL, NULL));
+        ASSERT_OK(lstat("link.conf", &st));
+        ASSERT_TRUE(S_ISLNK(st.st_mode));
+        free(after);
+        after = NULL;
+        ASSERT_OK(vb_read_file_at(AT_FDCWD, "new.conf", 1 << 20, &after, NULL));
+        ASSERT_STREQ(after, "cvd_port = 9001\n");
+
+        /* Nothing but the files above is in the directory. */
+        {
+                DIR *d = opendir(".");
+                struct dirent *de;
+                ASSERT_TRUE(d != NULL);
+                while ((de = readdir(d)))
+                        ASSERT_TRUE(!strstr(de->d_name, ".tmp-"));
+                closedir(d);
+        }
 }
