@@ -59,3 +59,29 @@ void vb_progress_done(vb_progress *p)
                 fputc('\n', stderr);
         p->drawn = false;
 }
+
+bool vb_rate_meter_update(vb_rate_meter *m, uint64_t done)
+{
+        uint64_t now = vb_now_ns();
+        double rate;
+
+        if (m->t_ns == 0 || done < m->done) {
+                m->t_ns = now;
+                m->done = done;
+                return false;
+        }
+        if (now - m->t_ns < 1000000000ull)
+                return false;
+        rate = (double)(done - m->done) * 1e9 / (double)(now - m->t_ns);
+        m->rate = m->rate > 0 ? 0.5 * m->rate + 0.5 * rate : rate;
+        m->t_ns = now;
+        m->done = done;
+        return true;
+}
+
+json_t *vb_eta_json(uint64_t done, uint64_t total, double rate)
+{
+        if (rate <= 0 || total < done)
+                return json_null();
+        return json_integer((json_int_t)((double)(total - done) / rate + 0.5));
+}

@@ -46,6 +46,7 @@
 #include "daemon/daemon.h"
 #include "daemon/jobopts.h"
 #include "daemon/log.h"
+#include "daemon/progress.h"
 #include "daemon/schedule.h"
 #include "daemon/script.h"
 #include "daemon/util.h"
@@ -108,8 +109,8 @@ typedef struct item {
         item_phase phase;
         bool counted; /* against the limits */
         char step[160];
-        uint64_t done, total, t_rate, done_rate;
-        double rate;
+        uint64_t done, total;
+        vb_rate_meter meter;
         json_t *incomplete;    /* the volumes being written, as recorded */
         bool recording, again; /* a record of them in flight; another due */
         bool finish_due;       /* its result waits for that record */
@@ -1963,22 +1964,11 @@ static void restored(void *userdata, const vb_vmrestore_result *res)
 static void progress(void *userdata, uint64_t done, uint64_t total)
 {
         item *it = userdata;
-        uint64_t now = vb_now_ns();
 
         it->done = done;
         it->total = total;
-        /* The rate over the last second or more, smoothed a little. */
-        if (it->t_rate == 0) {
-                it->t_rate = now;
-                it->done_rate = done;
-        } else if (now - it->t_rate >= 1000000000ull) {
-                double rate = (double)(done - it->done_rate) * 1e9 / (double)(now - it->t_rate);
-
-                it->rate = it->rate > 0 ? 0.5 * it->rate + 0.5 * rate : rate;
-                it->t_rate = now;
-                it->done_rate = done;
+        if (vb_rate_meter_update(&it->meter, done))
                 changed(it->r);
-        }
 }
 
 static void step(void *userdata, const char *what)
@@ -2012,8 +2002,8 @@ static void item_begun(void *ctx, int k)
         }
         it->phase = IT_ACTIVE;
         snprintf(it->step, sizeof(it->step), "resolving");
-        it->done = it->total = it->t_rate = 0;
-        it->rate = 0;
+        it->done = it->total = 0;
+        it->meter = (vb_rate_meter){ 0 };
         k = vb_vmrestore_start(r->rs->d->loop, &it->o, restored, it);
         if (k < 0) {
                 result_set(it, VB_RUN_VM_FAILED, k == -EINVAL ? VB_E_USAGE : vb_error_from_errno(k),
@@ -2358,13 +2348,6 @@ int vb_restorer_stop(vb_restorer *rs, int64_t id)
 
 /* ---- progress ---- */
 
-static json_t *eta_of(uint64_t done, uint64_t total, double rate)
-{
-        if (rate <= 0 || total < done)
-                return json_null();
-        return json_integer((json_int_t)((double)(total - done) / rate + 0.5));
-}
-
 json_t *vb_restorer_progress(vb_restorer *rs, int64_t id)
 {
         rst *r;
@@ -2385,7 +2368,7 @@ json_t *vb_restorer_progress(vb_restorer *rs, int64_t id)
                 done += it->phase == IT_DONE ? it->total : it->done;
                 total += it->total;
                 if (live)
-                        rate += it->rate;
+                        rate += it->meter.rate;
                 json_array_append_new(
                         items,
                         json_pack("{s:I, s:s?, s:s?, s:s?, s:s, s:s, s:I, s:I, s:f, s:o}", "id", (json_int_t)it->id,
@@ -2393,14 +2376,14 @@ json_t *vb_restorer_progress(vb_restorer *rs, int64_t id)
                                   "host", it->host, "status",
                                   it->phase == IT_DONE ? vb_run_vm_status_to_string(it->st) : phase_names[it->phase],
                                   "step", it->step, "bytes_done", (json_int_t)it->done, "bytes_total",
-                                  (json_int_t)it->total, "rate", live ? it->rate : 0.0, "eta",
-                                  live ? eta_of(it->done, it->total, it->rate) : json_null()));
+                                  (json_int_t)it->total, "rate", live ? it->meter.rate : 0.0, "eta",
+                                  live ? vb_eta_json(it->done, it->total, it->meter.rate) : json_null()));
         }
         /* "disks": a VM's disks written at once are within parallel_disks;
          * the engine does not count them, so that is the most said. */
         return json_pack("{s:I, s:s?, s:b, s:I, s:I, s:f, s:o, s:o, s:{s:i, s:i, s:i}}", "restore", (json_int_t)r->id,
                          "name", r->row.name, "stopping", r->stopping, "bytes_done", (json_int_t)done, "bytes_total",
-                         (json_int_t)total, "rate", rate, "eta", eta_of(done, total, rate), "items", items,
+                         (json_int_t)total, "rate", rate, "eta", vb_eta_json(done, total, rate), "items", items,
                          "concurrency", "vms", (int)r->max_active, "per_host", (int)r->max_per_host, "disks",
                          (int)r->opts.parallel_disks);
 }

@@ -32,6 +32,7 @@
 #include "daemon/jobopts.h"
 #include "daemon/jobspec.h"
 #include "daemon/log.h"
+#include "daemon/progress.h"
 #include "daemon/schedule.h"
 #include "daemon/script.h"
 #include "daemon/util.h"
@@ -63,8 +64,7 @@ typedef struct rvm {
         char step[160];
         /* Progress. */
         uint64_t done, total;
-        uint64_t t_rate, done_rate; /* the last rate sample */
-        double rate;
+        vb_rate_meter meter;
         /* A step to persist. */
         vb_backup_step p_step;
         char *p_snapshot;
@@ -481,22 +481,11 @@ static void backed_up(void *userdata, const vb_vmbackup_result *res)
 static void progress(void *userdata, uint64_t done, uint64_t total)
 {
         rvm *v = userdata;
-        uint64_t now = vb_now_ns();
 
         v->done = done;
         v->total = total;
-        /* The rate over the last second or more, smoothed a little. */
-        if (v->t_rate == 0) {
-                v->t_rate = now;
-                v->done_rate = done;
-        } else if (now - v->t_rate >= 1000000000ull) {
-                double rate = (double)(done - v->done_rate) * 1e9 / (double)(now - v->t_rate);
-
-                v->rate = v->rate > 0 ? 0.5 * v->rate + 0.5 * rate : rate;
-                v->t_rate = now;
-                v->done_rate = done;
+        if (vb_rate_meter_update(&v->meter, done))
                 changed(v->run);
-        }
 }
 
 static void step(void *userdata, const char *what)
@@ -565,8 +554,8 @@ static void vm_backup(rvm *v)
         int k;
 
         v->phase = RVM_ACTIVE;
-        v->done = v->total = v->t_rate = 0;
-        v->rate = 0;
+        v->done = v->total = 0;
+        v->meter = (vb_rate_meter){ 0 };
         k = vb_vmbackup_start(r->rn->d->loop, &o, backed_up, v);
         if (k < 0) {
                 result_set(v, VB_RUN_VM_FAILED, vb_error_from_errno(k), "vm %s: cannot start its backup: %s", v->name,
@@ -1337,13 +1326,6 @@ bool vb_runner_job_running(vb_runner *rn, int64_t job_id)
 
 /* ---- progress ---- */
 
-static json_t *eta_of(uint64_t done, uint64_t total, double rate)
-{
-        if (rate <= 0 || total < done)
-                return json_null();
-        return json_integer((json_int_t)((double)(total - done) / rate + 0.5));
-}
-
 json_t *vb_runner_progress(vb_runner *rn, int64_t run_id)
 {
         run *r;
@@ -1364,20 +1346,21 @@ json_t *vb_runner_progress(vb_runner *rn, int64_t run_id)
                 done += v->phase == RVM_DONE ? v->total : v->done;
                 total += v->total;
                 if (live)
-                        rate += v->rate;
+                        rate += v->meter.rate;
                 json_array_append_new(
                         vms,
                         json_pack("{s:I, s:s, s:s?, s:s?, s:s, s:s, s:i, s:I, s:I, s:f, s:o}", "id", (json_int_t)v->id,
                                   "vm", v->name, "title", v->title, "host", v->host_id, "status",
                                   v->phase == RVM_DONE ? vb_run_vm_status_to_string(v->st) : phase_names[v->phase],
                                   "step", v->step, "attempt", (int)v->tries, "bytes_done", (json_int_t)v->done,
-                                  "bytes_total", (json_int_t)v->total, "rate", live ? v->rate : 0.0, "eta",
-                                  live ? eta_of(v->done, v->total, v->rate) : json_null()));
+                                  "bytes_total", (json_int_t)v->total, "rate", live ? v->meter.rate : 0.0, "eta",
+                                  live ? vb_eta_json(v->done, v->total, v->meter.rate) : json_null()));
         }
         out = json_pack("{s:I, s:s, s:b, s:I, s:I, s:f, s:o, s:o, s:{s:i, s:i, s:i}}", "run", (json_int_t)r->id, "job",
                         r->job.name, "stopping", r->stopping, "bytes_done", (json_int_t)done, "bytes_total",
-                        (json_int_t)total, "rate", rate, "eta", eta_of(done, total, rate), "vms", vms, "concurrency",
-                        "vms", (int)r->max_active, "per_host", (int)r->max_per_host, "disks", (int)r->max_disks);
+                        (json_int_t)total, "rate", rate, "eta", vb_eta_json(done, total, rate), "vms", vms,
+                        "concurrency", "vms", (int)r->max_active, "per_host", (int)r->max_per_host, "disks",
+                        (int)r->max_disks);
         return out;
 }
 
