@@ -24,9 +24,9 @@ PKGDATADIR ?= $(PREFIX)/share/vbak
 # The version, from the one place it is written (daemon/version.h).
 VERSION := $(shell sed -n 's/^\#define VB_VERSION "\(.*\)"$$/\1/p' daemon/version.h)
 
-DEPS = libuv jansson libzstd libcrypto libssl libnbd libxml-2.0 libcurl sqlite3 icu-i18n libh2o
+DEPS = libuv jansson libzstd libcrypto libssl libnbd libxml-2.0 libcurl sqlite3 icu-i18n libh2o libvirt
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
-DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null || echo -luv -ljansson -lzstd -lssl -lcrypto -lnbd -lxml2 -lcurl -lsqlite3 -licui18n -licuuc -lh2o)
+DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null || echo -luv -ljansson -lzstd -lssl -lcrypto -lnbd -lxml2 -lcurl -lsqlite3 -licui18n -licuuc -lh2o -lvirt)
 
 OPT ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter

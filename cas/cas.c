@@ -1571,7 +1571,7 @@ static void snap_frozen(void *ctx, vb_error r, const char *msg, json_t *doc, con
 }
 
 static int cas_snapshot_create(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type type, bool quiesce, const char *name,
-                               vb_hv_snapshot_fn done, void *userdata)
+                               const char *since, vb_hv_snapshot_fn done, void *userdata)
 {
         snap_op *o;
         int k;

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cas/cas.h"
 #include "daemon/daemon.h"
 #include "daemon/hypervisor.h"
 #include "daemon/log.h"
@@ -37,6 +36,7 @@ typedef struct op {
         bool set_password;
         vb_platform *list; /* GET /v1/platforms */
         size_t n_list;
+        const vb_hv_driver *drv; /* the platform type's */
         vb_hv *hv;
         json_t *out;
         int r;         /* the catalog's -errno */
@@ -181,6 +181,11 @@ static int take_body(op *o, bool adding)
                                            "address: the CVM's URL, http://HOST:8080 or https://HOST:8443");
                         goto bad;
                 }
+                if (o->p.type == VB_PLATFORM_LIBVIRT && !strstr(a, "://")) {
+                        vb_api_reply_error(o->call, 400, VB_E_USAGE, "address",
+                                           "address: a libvirt URI, qemu:///system or qemu+ssh://HOST/system");
+                        goto bad;
+                }
                 free(o->p.address);
                 o->p.address = strdup(a);
         } else if (adding) {
@@ -318,15 +323,20 @@ static int platform_connect(op *o, vb_hv_connect_fn fn)
                           .address = o->p.address,
                           .user = o->p.user,
                           .password = o->password,
-                          .insecure = o->p.insecure };
+                          .insecure = o->p.insecure,
+                          .runtime_dir = o->d->cfg.runtime_dir,
+                          .cvd_port = (unsigned)o->d->cfg.cvd_port };
 
-        return cas_driver.connect(o->d->loop, &ho, fn, o);
+        o->drv = vb_hv_driver_find(vb_platform_type_to_string(o->p.type));
+        if (!o->drv)
+                return -EPROTONOSUPPORT;
+        return o->drv->connect(o->d->loop, &ho, fn, o);
 }
 
 static void hv_disconnect(op *o)
 {
         if (o->hv)
-                cas_driver.disconnect(TAKE_PTR(o->hv));
+                o->drv->disconnect(TAKE_PTR(o->hv));
 }
 
 static void add_checked(void *userdata, vb_error r, const char *message, vb_hv *hv)
@@ -349,15 +359,12 @@ static void h_add(void *userdata, vb_api_call *call)
 
         if (!o || take_body(o, true) < 0)
                 return;
-        if (o->p.type != VB_PLATFORM_CAS) {
-                vb_api_reply_error(call, 400, VB_E_USAGE, "type", "type: libvirt platforms are not supported yet");
-                return op_free(o);
-        }
         /* A platform is registered only with credentials that work. */
         r = platform_connect(o, add_checked);
         if (r < 0) {
-                vb_api_reply_error(call, 400, VB_E_USAGE, "address", "address: %s is not a usable CVM URL (%s)",
-                                   o->p.address, strerror(-r));
+                vb_api_reply_error(call, 400, VB_E_USAGE, "address", "address: %s is not a usable %s (%s)",
+                                   o->p.address, o->p.type == VB_PLATFORM_CAS ? "CVM URL" : "libvirt URI",
+                                   strerror(-r));
                 op_free(o);
         }
 }
@@ -498,7 +505,7 @@ static void inventory_connected(void *userdata, vb_error r, const char *message,
                 return op_free(o);
         }
         o->hv = hv;
-        k = cas_driver.inventory(hv, inventory_read, o);
+        k = o->drv->inventory(hv, inventory_read, o);
         if (k < 0) {
                 vb_api_reply_error(o->call, 500, VB_E_FAILED, NULL, "inventory: %s", strerror(-k));
                 hv_disconnect(o);

@@ -344,7 +344,8 @@ static void print_host(json_t *h, json_t *vms, const char *indent)
         json_array_foreach(vms, i, vm) if (same(vm, "hostId", h, "id")) print_vm_line(vm, sub);
 }
 
-/* host pool / cluster / host / VM; hosts directly in a pool under it. */
+/* host pool / cluster / host / VM; hosts directly in a pool under it, hosts
+ * of no pool on their own. */
 void vb_cli_print_inventory(json_t *inv)
 {
         json_t *pools = json_object_get(inv, "hostPools"), *clusters = json_object_get(inv, "clusters"),
@@ -366,6 +367,9 @@ void vb_cli_print_inventory(json_t *inv)
                 json_array_foreach(hosts, k, h) if (!json_string_value(json_object_get(h, "clusterId")) &&
                                                     same(h, "hostPoolId", p, "id")) print_host(h, vms, "  ");
         }
+        /* Hosts in no host pool: a libvirt host is a platform of its own. */
+        json_array_foreach(hosts, k, h) if (!json_string_value(json_object_get(h, "hostPoolId")) &&
+                                            !json_string_value(json_object_get(h, "clusterId"))) print_host(h, vms, "");
         printf("%zu host pools, %zu clusters, %zu hosts, %zu VMs\n", json_array_size(pools), json_array_size(clusters),
                json_array_size(hosts), json_array_size(vms));
 }

@@ -13,7 +13,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "cas/cas.h"
 #include "daemon/util.h"
+#include "libvirt/driver.h"
 
 /* strdup that keeps NULL; sets *oom when memory ran out. */
 static char *dup0(const char *s, bool *oom)
@@ -275,4 +277,13 @@ int vb_hv_snapshot_name(char **ret)
                 return -EIO;
         strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
         return asprintf(ret, "vbak-%s-%02x%02x", when, rnd[0], rnd[1]) < 0 ? -ENOMEM : 0;
+}
+
+const vb_hv_driver *vb_hv_driver_find(const char *type)
+{
+        if (streq_ptr(type, cas_driver.name))
+                return &cas_driver;
+        if (streq_ptr(type, libvirt_driver.name))
+                return &libvirt_driver;
+        return NULL;
 }

@@ -124,11 +124,12 @@ typedef struct vb_hv_opts {
         const char *name;    /* the platform's name in vbak */
         const char *address; /* CAS: http[s]://CVM:PORT; libvirt: a URI */
         const char *user, *password;
-        bool insecure;       /* do not verify TLS certificates */
-        const char *network; /* preferred host network: adaptive, backup, storage, management */
-        uint64_t timeout_ms; /* per request; tasks have their own timeout */
-        bool xml;            /* CAS: talk XML instead of JSON */
-        unsigned cvd_port;   /* CAS: the hosts' disk service port; 0: 8192 */
+        bool insecure;           /* do not verify TLS certificates */
+        const char *network;     /* preferred host network: adaptive, backup, storage, management */
+        uint64_t timeout_ms;     /* per request; tasks have their own timeout */
+        bool xml;                /* CAS: talk XML instead of JSON */
+        unsigned cvd_port;       /* the hosts' disk service port; 0: 8192 */
+        const char *runtime_dir; /* libvirt: where a local pull-mode backup's NBD socket goes; NULL: /run/vbak */
 } vb_hv_opts;
 
 typedef void (*vb_hv_done_fn)(void *userdata, vb_error r, const char *message);
@@ -209,9 +210,12 @@ typedef struct vb_hv_driver {
          * snapshot nobody knows of; NULL: the driver picks one. On failure
          * s is NULL, or names a snapshot that may still appear (its task
          * outlived the timeout): the caller deletes it, and snapshot_delete
-         * waits for that task first. */
+         * waits for that task first. since: the checkpoint the backup will
+         * read changes since (the parent's), or NULL; a driver whose
+         * snapshot is also the backup's export (libvirt's pull-mode job)
+         * exports those changes, and makes the checkpoint name with it. */
         int (*snapshot_create)(vb_hv *hv, const vb_hv_vm *vm, vb_snapshot_type type, bool quiesce, const char *name,
-                               vb_hv_snapshot_fn done, void *userdata);
+                               const char *since, vb_hv_snapshot_fn done, void *userdata);
         int (*snapshot_delete)(vb_hv *hv, const vb_hv_vm *vm, const char *name, vb_hv_done_fn done, void *userdata);
 
         /* How to read one disk of a snapshot, incrementally since the
@@ -223,6 +227,14 @@ typedef struct vb_hv_driver {
         int (*disk_target)(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, vb_hv_source_fn done, void *userdata);
         /* CBT of the VM is no longer to be trusted (optional). */
         int (*checkpoint_invalidate)(vb_hv *hv, const vb_hv_vm *vm, vb_hv_done_fn done, void *userdata);
+        /* After the backup, its snapshot deleted and its disks closed
+         * (optional): keep (NULL: none) is the VM's newest checkpoint, the
+         * one a committed restore point recorded; drop (NULL: none) is no
+         * longer needed: the parent's once the restore point is committed,
+         * or the one the snapshot made when the backup failed. For drivers
+         * that keep checkpoints of their own beside the disks' bitmaps. */
+        int (*checkpoint_commit)(vb_hv *hv, const vb_hv_vm *vm, const char *keep, const char *drop, vb_hv_done_fn done,
+                                 void *userdata);
 
         int (*power)(vb_hv *hv, const vb_hv_vm *vm, vb_power_op op, vb_hv_done_fn done, void *userdata);
 
@@ -249,6 +261,9 @@ typedef struct vb_hv_driver {
         int (*disk_attach)(vb_hv *hv, const vb_hv_vm *vm, const vb_hv_disk *disk, vb_hv_done_fn done, void *userdata);
         int (*vm_delete)(vb_hv *hv, const vb_hv_vm *vm, bool with_disks, vb_hv_done_fn done, void *userdata);
 } vb_hv_driver;
+
+/* The driver of a platform type ("cas", "libvirt"), or NULL. */
+const vb_hv_driver *vb_hv_driver_find(const char *type);
 
 /* Deep copies and cleanup of what drivers hand to callbacks (which live
  * only during the callback). */

@@ -42,7 +42,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "cas/cas.h"
 #include "daemon/daemon.h"
 #include "daemon/jobopts.h"
 #include "daemon/log.h"
@@ -1174,12 +1173,7 @@ static int resolve(rst *r)
 
 static const vb_hv_driver *driver_of(vb_platform_type t)
 {
-        switch (t) {
-        case VB_PLATFORM_CAS:
-                return &cas_driver;
-        default:
-                return NULL;
-        }
+        return vb_hv_driver_find(vb_platform_type_to_string(t));
 }
 
 static const char *network_name(vb_job_network n)
@@ -1410,7 +1404,8 @@ static void platform_connect(rst *r, vb_hv_connect_fn done)
                           .insecure = r->platform.insecure,
                           .network = network_name(r->opts.network),
                           .timeout_ms = r->opts.network_timeout * 1000,
-                          .cvd_port = (unsigned)r->rs->d->cfg.cvd_port };
+                          .cvd_port = (unsigned)r->rs->d->cfg.cvd_port,
+                          .runtime_dir = r->rs->d->cfg.runtime_dir };
         int k = r->drv->connect(r->rs->d->loop, &ho, done, r);
 
         if (k < 0)

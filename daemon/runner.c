@@ -27,7 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cas/cas.h"
 #include "daemon/daemon.h"
 #include "daemon/jobopts.h"
 #include "daemon/jobspec.h"
@@ -127,6 +126,7 @@ struct vb_runner {
         vb_platform lost_platform;
         char *lost_password;
         vb_hv *lost_hv;
+        const vb_hv_driver *lost_drv;
         char lost_note[512];
         void (*recovered)(void *userdata, int r);
         void *recovered_userdata;
@@ -1006,9 +1006,12 @@ static void platform_connect(run *r)
                           .insecure = r->platform.insecure,
                           .network = network_name(r->opts.network),
                           .timeout_ms = r->opts.network_timeout * 1000,
-                          .cvd_port = (unsigned)r->rn->d->cfg.cvd_port };
-        int k = r->drv->connect(r->rn->d->loop, &ho, connected, r);
+                          .cvd_port = (unsigned)r->rn->d->cfg.cvd_port,
+                          .runtime_dir = r->rn->d->cfg.runtime_dir };
+        int k;
 
+        r->drv = vb_hv_driver_find(vb_platform_type_to_string(r->platform.type));
+        k = r->drv ? r->drv->connect(r->rn->d->loop, &ho, connected, r) : -EPROTONOSUPPORT;
         if (k < 0)
                 inventory_read(r, vb_error_from_net_errno(k), strerror(-k), NULL);
 }
@@ -1227,7 +1230,6 @@ static void loaded(void *ctx, int k)
                 r->job.id = 0; /* not the running one */
                 return run_finish(r);
         }
-        r->drv = &cas_driver;
         *t = (tp_disk_opts){ 0 };
         t->nbd.connections = r->opts.streams_per_disk;
         t->nbd.request_size = (uint32_t)r->opts.read_buffer;
@@ -1543,22 +1545,40 @@ static void lost_finished(void *ctx, int k)
 static void lost_record(vb_runner *rn)
 {
         if (rn->lost_hv)
-                cas_driver.disconnect(TAKE_PTR(rn->lost_hv));
+                rn->lost_drv->disconnect(TAKE_PTR(rn->lost_hv));
         if (vb_lane_queue(rn->d->lane, lost_finish_work, lost_finished, rn) < 0)
                 lost_finished(rn, -ECANCELED);
+}
+
+static void lost_checkpoint_dropped(void *userdata, vb_error e, const char *msg)
+{
+        vb_runner *rn = userdata;
+        size_t n = strlen(rn->lost_note);
+
+        if (e != VB_OK)
+                snprintf(rn->lost_note + n, sizeof(rn->lost_note) - n, "; its checkpoint stays: %s", msg);
+        lost_record(rn);
 }
 
 static void lost_snapshot_deleted(void *userdata, vb_error e, const char *msg)
 {
         vb_runner *rn = userdata;
         vb_run_vm *v = &rn->lost[rn->cur_lost];
+        vb_hv_vm vm = { .id = v->vm_id, .name = v->vm_name };
+        int k;
 
         if (e == VB_OK)
                 snprintf(rn->lost_note, sizeof(rn->lost_note), "snapshot %s deleted", v->snapshot);
         else
                 snprintf(rn->lost_note, sizeof(rn->lost_note), "snapshot %s could not be deleted: %s", v->snapshot,
                          msg);
-        lost_record(rn);
+        /* No restore point was committed: the checkpoint the snapshot made
+         * (a driver's own, libvirt's) leads nowhere. */
+        if (!rn->lost_hv || !rn->lost_drv->checkpoint_commit || v->state >= VB_STEP_COMMITTING)
+                return lost_record(rn);
+        k = rn->lost_drv->checkpoint_commit(rn->lost_hv, &vm, NULL, v->snapshot, lost_checkpoint_dropped, rn);
+        if (k < 0)
+                lost_record(rn);
 }
 
 static void lost_connected(void *userdata, vb_error e, const char *msg, vb_hv *hv)
@@ -1571,7 +1591,7 @@ static void lost_connected(void *userdata, vb_error e, const char *msg, vb_hv *h
         if (e != VB_OK)
                 return lost_snapshot_deleted(rn, e, msg);
         rn->lost_hv = hv;
-        k = cas_driver.snapshot_delete(hv, &vm, v->snapshot, lost_snapshot_deleted, rn);
+        k = rn->lost_drv->snapshot_delete(hv, &vm, v->snapshot, lost_snapshot_deleted, rn);
         if (k < 0)
                 lost_snapshot_deleted(rn, VB_E_FAILED, strerror(-k));
 }
@@ -1600,14 +1620,21 @@ static void lost_loaded(void *ctx, int k)
                           .user = rn->lost_platform.user,
                           .password = rn->lost_password,
                           .insecure = rn->lost_platform.insecure,
-                          .cvd_port = (unsigned)rn->d->cfg.cvd_port };
+                          .cvd_port = (unsigned)rn->d->cfg.cvd_port,
+                          .runtime_dir = rn->d->cfg.runtime_dir };
 
         if (k < 0) {
                 snprintf(rn->lost_note, sizeof(rn->lost_note), "snapshot %s could not be deleted: its platform: %s",
                          v->snapshot, strerror(-k));
                 return lost_record(rn);
         }
-        k = cas_driver.connect(rn->d->loop, &ho, lost_connected, rn);
+        rn->lost_drv = vb_hv_driver_find(vb_platform_type_to_string(rn->lost_platform.type));
+        if (!rn->lost_drv) {
+                snprintf(rn->lost_note, sizeof(rn->lost_note), "snapshot %s could not be deleted: no driver for %s",
+                         v->snapshot, vb_platform_type_to_string(rn->lost_platform.type) ?: "?");
+                return lost_record(rn);
+        }
+        k = rn->lost_drv->connect(rn->d->loop, &ho, lost_connected, rn);
         if (k < 0)
                 lost_connected(rn, vb_error_from_net_errno(k), strerror(-k), NULL);
 }

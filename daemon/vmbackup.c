@@ -57,7 +57,8 @@ struct vb_vmbackup {
         bool shut_down;
         vb_hv_snapshot snap;
         bool have_snap;
-        char *snap_name; /* chosen before the snapshot is asked for */
+        bool checkpoints_settled; /* checkpoint_commit was asked */
+        char *snap_name;          /* chosen before the snapshot is asked for */
         vmb_disk *disks;
         size_t n_disks, cur;
         size_t next;     /* the next disk to read */
@@ -193,6 +194,42 @@ static void cleanup_restart(vmb *b)
         }
 }
 
+static void checkpoints_settled(void *userdata, vb_error r, const char *msg)
+{
+        vmb *b = userdata;
+
+        if (r != VB_OK)
+                cleanup_error(b, msg);
+        cleanup_restart(b);
+}
+
+/* Drivers with checkpoints of their own (libvirt) learn which one is now
+ * the VM's newest and which one goes: the parent's after a commit, the
+ * snapshot's own after a failure. */
+static void cleanup_checkpoints(vmb *b)
+{
+        bool made = b->res.snapshot && b->snap.type == VB_SNAPSHOT_EXTERNAL;
+        const char *keep = NULL, *drop = NULL;
+        int k;
+
+        if (!b->o.drv->checkpoint_commit || b->checkpoints_settled || !made)
+                return cleanup_restart(b);
+        b->checkpoints_settled = true;
+        if (b->res.m) {
+                keep = b->res.snapshot;
+                drop = b->since && !streq(b->since, keep) ? b->since : NULL;
+        } else {
+                drop = b->res.snapshot;
+        }
+        k = b->o.drv->checkpoint_commit(b->o.hv, &b->res.vm, keep, drop, checkpoints_settled, b);
+        if (k < 0) {
+                char msg[512];
+
+                snprintf(msg, sizeof(msg), "vm %s: checkpoints: %s", b->res.vm.name, strerror(-k));
+                checkpoints_settled(b, VB_E_FAILED, msg);
+        }
+}
+
 static void snapshot_deleted(void *userdata, vb_error r, const char *msg)
 {
         vmb *b = userdata;
@@ -200,7 +237,7 @@ static void snapshot_deleted(void *userdata, vb_error r, const char *msg)
         if (r != VB_OK)
                 cleanup_error(b, msg);
         b->have_snap = false;
-        cleanup_restart(b);
+        cleanup_checkpoints(b);
 }
 
 static void cleanup_snapshot(vmb *b)
@@ -208,7 +245,7 @@ static void cleanup_snapshot(vmb *b)
         int k;
 
         if (!b->have_snap)
-                return cleanup_restart(b);
+                return cleanup_checkpoints(b);
         step(b, "deleting snapshot %s", b->snap.name);
         k = b->o.drv->snapshot_delete(b->o.hv, &b->res.vm, b->snap.name, snapshot_deleted, b);
         if (k < 0) {
@@ -218,7 +255,7 @@ static void cleanup_snapshot(vmb *b)
                          strerror(-k));
                 b->have_snap = false;
                 cleanup_error(b, msg);
-                cleanup_restart(b);
+                cleanup_checkpoints(b);
         }
 }
 
@@ -829,8 +866,8 @@ static void snapshot_create(vmb *b)
         int k;
 
         step(b, "%s snapshot %s", vb_snapshot_type_to_string(b->o.snapshot), b->snap_name);
-        k = b->o.drv->snapshot_create(b->o.hv, &b->res.vm, b->o.snapshot, b->o.quiesce, b->snap_name, snapshot_taken,
-                                      b);
+        k = b->o.drv->snapshot_create(b->o.hv, &b->res.vm, b->o.snapshot, b->o.quiesce, b->snap_name, b->since,
+                                      snapshot_taken, b);
         if (k < 0)
                 fail_start(b, k, "snapshot");
 }

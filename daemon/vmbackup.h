@@ -15,7 +15,7 @@
  *   tp_disk_plan -> begin -> the disks' pipelines (parallel_disks at
  *   once) -> commit
  *   -> tp_disk_commit (old checkpoints go) -> close -> snapshot_delete
- *   -> [start]
+ *   -> [checkpoint_commit] -> [start]
  *
  * Every disk is opened and planned before anything is written, so the
  * restore point is an incremental only when every disk can be one (a disk

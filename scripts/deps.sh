@@ -26,6 +26,7 @@ PACKAGES=(
         libh2o-dev         # vbakd's control API (HTTP/1.1 on libuv, TLS with OpenSSL)
         libcurl4-openssl-dev
         libnbd-dev
+        libvirt-dev        # the libvirt/KVM platform (libvirt/)
         libxml2-dev        # CAS REST responses in XML
         libmicrohttpd-dev  # the CAS simulator's HTTP(S) server with Digest auth
         libicu-dev         # job schedules: per-schedule time zones (ICU calendar)
@@ -49,6 +50,9 @@ PACKAGES=(
         qemu-utils
         qemu-block-extra
         libnbd-bin # nbdinfo, nbdcopy
+        libvirt-daemon              # the libvirt platform's tests run a private libvirtd
+        libvirt-daemon-driver-qemu
+        libvirt-clients             # virsh
         python3    # the tests' TCP fault proxy and QMP helper
 )
 
