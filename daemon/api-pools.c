@@ -51,6 +51,7 @@ typedef struct op {
         char *key;                        /* the pool's name or the restore point's id from the path */
         vb_pool p;                        /* to add, or read */
         char *type;                       /* POST: the type asked for; NULL: any (dedup when created) */
+        json_t *object;                   /* POST: an object pool's store (endpoint, bucket, keys...) */
         bool create;                      /* POST: a missing or empty folder may become a pool */
         char *q_pool, *q_vm, *q_platform; /* restore points: the filters */
         json_t *out;                      /* the answer the worker built */
@@ -88,6 +89,7 @@ static void op_free(op *o)
         free(o->key);
         vb_pool_clear(&o->p);
         free(o->type);
+        json_decref(o->object);
         free(o->q_pool);
         free(o->q_vm);
         free(o->q_platform);
@@ -289,6 +291,74 @@ static void h_show(void *userdata, vb_api_call *call)
 
 /* ---- add ---- */
 
+static char *secret_key_of(const char *path)
+{
+        char *k;
+
+        return asprintf(&k, "pool:%s", path) < 0 ? NULL : k;
+}
+
+static int pool_secret_set(op *o, const char *path, const char *secret)
+{
+        _cleanup_free_ char *key = secret_key_of(path);
+
+        if (!key)
+                return -ENOMEM;
+        return vb_credstore_set(o->d->creds, key, secret);
+}
+
+int vb_daemon_pool_secret(void *userdata, const char *path, char **ret)
+{
+        vb_daemon *d = userdata;
+        _cleanup_free_ char *key = secret_key_of(path);
+        int r;
+
+        if (!key)
+                return -ENOMEM;
+        r = vb_credstore_get(d->creds, key, ret);
+        return r == -ENOENT ? -ENOKEY : r;
+}
+
+/* The "object" member: strings only, endpoint, bucket, access_key and
+ * secret_key required; 0 or an answered 400 (-EINVAL). */
+static int take_object(op *o, json_t *v)
+{
+        static const char *const keys[] = { "endpoint", "bucket", "region", "prefix", "access_key", "secret_key" };
+        json_t *m;
+        const char *k;
+
+        if (!json_is_object(v)) {
+                vb_api_reply_error(o->call, 400, VB_E_USAGE, "object", "object: must be an object");
+                return -EINVAL;
+        }
+        json_object_foreach(v, k, m)
+        {
+                bool known = false;
+
+                for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                        known = known || streq(k, keys[i]);
+                if (!known || !json_is_string(m)) {
+                        vb_api_reply_error(o->call, 400, VB_E_USAGE, "object", "object.%s: %s", k,
+                                           known ? "must be a string" : "unknown field");
+                        return -EINVAL;
+                }
+        }
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                if (streq(keys[i], "region") || streq(keys[i], "prefix") || json_object_get(v, keys[i]))
+                        continue;
+                vb_api_reply_error(o->call, 400, VB_E_USAGE, "object", "object.%s: required", keys[i]);
+                return -EINVAL;
+        }
+        if (strncmp(json_string_value(json_object_get(v, "endpoint")), "http://", 7) != 0 &&
+            strncmp(json_string_value(json_object_get(v, "endpoint")), "https://", 8) != 0) {
+                vb_api_reply_error(o->call, 400, VB_E_USAGE, "object",
+                                   "object.endpoint: http://HOST[:PORT] or https://...");
+                return -EINVAL;
+        }
+        o->object = json_incref(v);
+        return 0;
+}
+
 /* Reads the body into o; 0 or an answered 400 (-EINVAL, o freed). */
 static int take_body(op *o)
 {
@@ -303,9 +373,14 @@ static int take_body(op *o)
         {
                 bool is_bool = streq(k, "create");
 
-                if (!streq(k, "name") && !streq(k, "path") && !streq(k, "type") && !is_bool) {
+                if (!streq(k, "name") && !streq(k, "path") && !streq(k, "type") && !streq(k, "object") && !is_bool) {
                         vb_api_reply_error(o->call, 400, VB_E_USAGE, k, "%s: unknown field", k);
                         goto bad;
+                }
+                if (streq(k, "object")) {
+                        if (take_object(o, v) < 0)
+                                goto bad;
+                        continue;
                 }
                 if (is_bool ? !json_is_boolean(v) : !json_is_string(v)) {
                         vb_api_reply_error(o->call, 400, VB_E_USAGE, k, "%s: must be a %s", k,
@@ -324,6 +399,16 @@ static int take_body(op *o)
         }
         o->p.name = strdup(json_string_value(v));
         v = json_object_get(b, "path");
+        if (!v && o->object && o->p.name) {
+                /* An object pool's local folder: its settings and caches. */
+                char *path;
+
+                if (asprintf(&path, "%s/object-pools/%s", o->d->cfg.state_dir, o->p.name) < 0)
+                        goto bad;
+                json_object_set_new(b, "path", json_string(path));
+                free(path);
+                v = json_object_get(b, "path");
+        }
         if (!v) {
                 vb_api_reply_error(o->call, 400, VB_E_USAGE, "path", "path: required");
                 goto bad;
@@ -336,13 +421,20 @@ static int take_body(op *o)
         o->p.path = strdup(json_string_value(v));
         if ((v = json_object_get(b, "type"))) {
                 if (!sp_driver_find(json_string_value(v))) {
-                        vb_api_reply_error(o->call, 400, VB_E_USAGE, "type", "type: dedup or standard");
+                        vb_api_reply_error(o->call, 400, VB_E_USAGE, "type", "type: dedup, standard, object or tape");
                         goto bad;
                 }
                 o->type = strdup(json_string_value(v));
         }
         if ((v = json_object_get(b, "create")))
                 o->create = json_is_true(v);
+        if (!o->object != !streq_ptr(o->type, "object")) {
+                vb_api_reply_error(o->call, 400, VB_E_USAGE, o->object ? "type" : "object",
+                                   o->object ? "type: must be object with an object member"
+                                             : "object: required for an object pool (endpoint, bucket, access_key, "
+                                               "secret_key)");
+                goto bad;
+        }
         if (!o->p.name || !o->p.path || (json_object_get(b, "type") && !o->type)) {
                 vb_api_reply_error(o->call, 500, VB_E_FAILED, NULL, "out of memory");
                 goto bad;
@@ -467,6 +559,20 @@ static int add_work(void *ctx)
                 sp_options so = SP_OPTIONS_DEFAULT;
 
                 so.type = o->type ?: "dedup";
+                if (o->object) {
+#define OBJ(k) json_string_value(json_object_get(o->object, k))
+                        so.endpoint = OBJ("endpoint");
+                        so.bucket = OBJ("bucket");
+                        so.region = OBJ("region");
+                        so.prefix = OBJ("prefix");
+                        so.access_key = OBJ("access_key");
+                        so.secret_key = OBJ("secret_key");
+#undef OBJ
+                        /* Opening it asks for the secret by path (vb_daemon_pool_secret). */
+                        r = pool_secret_set(o, o->p.path, so.secret_key);
+                        if (r < 0)
+                                return r;
+                }
                 r = sp_pool_create(o->p.path, &so);
                 if (r < 0)
                         return fail(o, 0, vb_error_from_errno(r), "path", "creating a pool in %s: %s", o->p.path,
@@ -486,6 +592,11 @@ static int add_work(void *ctx)
         if (r < 0)
                 goto undo;
 
+        if (o->object && !streq(real, o->p.path)) {
+                r = pool_secret_set(o, real, json_string_value(json_object_get(o->object, "secret_key")));
+                if (r < 0)
+                        goto undo;
+        }
         free(o->p.path);
         o->p.path = strdup(real);
         free(o->p.type);

@@ -4,6 +4,8 @@
  */
 #include "daemon/cli-common.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,4 +60,23 @@ int vb_cli_call(const char *socket, const char *method, const char *path, json_t
         }
         free(message);
         return r;
+}
+
+int vb_cli_read_secret_file(const char *path, char **ret)
+{
+        char *text = NULL;
+        size_t len = 0;
+        int r = vb_read_file_at(AT_FDCWD, path, 64 * 1024, &text, &len);
+
+        if (r < 0)
+                return vb_cli_fail(r == -ENOENT ? VB_E_NOT_FOUND : vb_error_from_errno(r), "%s: %s", path,
+                                   strerror(-r));
+        text[strcspn(text, "\r\n")] = 0;
+        if (!*text) {
+                explicit_bzero(text, len);
+                free(text);
+                return vb_cli_fail(VB_E_USAGE, "%s: empty (the secret is the file's first line)", path);
+        }
+        *ret = text;
+        return 0;
 }

@@ -26,4 +26,8 @@ int vb_cli_print_json(json_t *j);
  * or the error printed and its code returned (*reply NULL). */
 int vb_cli_call(const char *socket, const char *method, const char *path, json_t *body, json_t **reply);
 
+/* The first line of a secret file (a password, an access key) into *ret
+ * (caller wipes and frees); 0, or the exit code with the error printed. */
+int vb_cli_read_secret_file(const char *path, char **ret);
+
 #endif

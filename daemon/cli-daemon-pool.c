@@ -37,6 +37,12 @@ enum {
         OPT_VM,
         OPT_POOL,
         OPT_PLATFORM,
+        OPT_ENDPOINT,
+        OPT_BUCKET,
+        OPT_REGION,
+        OPT_PREFIX,
+        OPT_ACCESS_KEY_FILE,
+        OPT_SECRET_KEY_FILE,
 };
 
 static const struct option options[] = {
@@ -49,6 +55,12 @@ static const struct option options[] = {
         { "vm", required_argument, NULL, OPT_VM },
         { "pool", required_argument, NULL, OPT_POOL },
         { "platform", required_argument, NULL, OPT_PLATFORM },
+        { "endpoint", required_argument, NULL, OPT_ENDPOINT },
+        { "bucket", required_argument, NULL, OPT_BUCKET },
+        { "region", required_argument, NULL, OPT_REGION },
+        { "prefix", required_argument, NULL, OPT_PREFIX },
+        { "access-key-file", required_argument, NULL, OPT_ACCESS_KEY_FILE },
+        { "secret-key-file", required_argument, NULL, OPT_SECRET_KEY_FILE },
         {},
 };
 
@@ -92,7 +104,8 @@ static int parse(int argc, char **argv, void (*help)(FILE *f), bool allowed_body
                 return vb_cli_fail(VB_E_FAILED, "out of memory");
         optind = 1;
         while ((idx = -1, c = getopt_long(argc, argv, "h", options, &idx)) >= 0) {
-                bool body = c == OPT_PATH || c == OPT_TYPE || c == OPT_NO_CREATE;
+                bool body = c == OPT_PATH || c == OPT_TYPE || c == OPT_NO_CREATE ||
+                            (c >= OPT_ENDPOINT && c <= OPT_SECRET_KEY_FILE);
                 bool filter = c == OPT_VM || c == OPT_POOL || c == OPT_PLATFORM;
 
                 if (c == OPT_VM && !allowed_filter)
@@ -125,6 +138,35 @@ static int parse(int argc, char **argv, void (*help)(FILE *f), bool allowed_body
                 case OPT_NO_CREATE:
                         json_object_set_new(a->body, "create", json_false());
                         break;
+                case OPT_ENDPOINT:
+                case OPT_BUCKET:
+                case OPT_REGION:
+                case OPT_PREFIX:
+                case OPT_ACCESS_KEY_FILE:
+                case OPT_SECRET_KEY_FILE: {
+                        /* An object pool's store; the keys are read from their files here. */
+                        static const char *const members[] = { "endpoint", "bucket",     "region",
+                                                               "prefix",   "access_key", "secret_key" };
+                        json_t *obj = json_object_get(a->body, "object");
+                        _cleanup_free_ char *text = NULL;
+                        const char *value = optarg;
+
+                        if (!obj) {
+                                obj = json_object();
+                                json_object_set_new(a->body, "object", obj);
+                        }
+                        if (c >= OPT_ACCESS_KEY_FILE) {
+                                int k = vb_cli_read_secret_file(optarg, &text);
+
+                                if (k)
+                                        return k;
+                                value = text;
+                        }
+                        json_object_set_new(obj, members[c - OPT_ENDPOINT], json_string(value));
+                        if (text)
+                                explicit_bzero(text, strlen(text));
+                        break;
+                }
                 case OPT_VM:
                         json_object_set_new(a->filter, "vm", json_string(optarg));
                         break;
@@ -224,6 +266,12 @@ static void pool_help(FILE *f)
               "                      register the pool in PATH and read its restore points; a\n"
               "                      missing or empty folder becomes a new pool of --type\n"
               "                      (default dedup), unless --no-create\n"
+              "  add NAME --type object --endpoint URL --bucket B --access-key-file F\n"
+              "           --secret-key-file F [--region R] [--prefix P] [--path PATH]\n"
+              "                      an object pool in an S3-compatible bucket (created when\n"
+              "                      missing; a bucket holding a pool already is joined); the\n"
+              "                      secret goes to vbakd's credential store, the local folder\n"
+              "                      (default STATE/object-pools/NAME) keeps settings and caches\n"
               "  list                the registered pools (vbak pool list PATH reads a pool directly)\n"
               "  show NAME           one pool, with its sizes read now\n"
               "  remove NAME         unregister it; its data stays (not while a job uses it)\n"

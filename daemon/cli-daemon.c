@@ -21,8 +21,6 @@
 #include "daemon/error.h"
 #include "daemon/util.h"
 
-#define SECRET_FILE_MAX (64 * 1024)
-
 enum {
         OPT_SOCKET = 0x100,
         OPT_JSON,
@@ -115,15 +113,12 @@ static int parse(int argc, char **argv, void (*help)(FILE *f), args *a)
                 }
         if (a->password_file) {
                 _cleanup_free_ char *text = NULL;
-                size_t len;
-                int r = vb_read_file_at(AT_FDCWD, a->password_file, SECRET_FILE_MAX, &text, &len);
+                int r = vb_cli_read_secret_file(a->password_file, &text);
 
-                if (r < 0)
-                        return vb_cli_fail(r == -ENOENT ? VB_E_NOT_FOUND : vb_error_from_errno(r), "%s: %s",
-                                           a->password_file, strerror(-r));
-                text[strcspn(text, "\r\n")] = 0;
+                if (r)
+                        return r;
                 json_object_set_new(a->body, "password", json_string(text));
-                explicit_bzero(text, len);
+                explicit_bzero(text, strlen(text));
         }
         a->socket = vb_client_socket(a->socket);
         a->first = optind;

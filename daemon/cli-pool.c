@@ -26,10 +26,13 @@
 #include "daemon/error.h"
 #include "daemon/progress.h"
 #include "daemon/util.h"
+#include "storagepool/copy.h"
 #include "storagepool/fs.h"
 #include "storagepool/pipeline.h"
 #include "storagepool/retention.h"
 #include "storagepool/sp.h"
+#include "storagepool/tape.h"
+#include "storagepool/tapedev.h"
 #include "daemon/cli-net.h"
 
 static int fail_errno(int r, const char *what)
@@ -61,24 +64,85 @@ static double ratio(uint64_t a, uint64_t b)
 
 static const char init_help[] = "Usage: vbak pool init PATH [OPTIONS]\n"
                                 "Creates a storage pool in PATH (a new or empty folder).\n\n"
-                                "  --type dedup|standard        pool type (default dedup)\n"
+                                "  --type dedup|standard|tape   pool type (default dedup)\n"
                                 "  --chunk-size SIZE            1M, 2M or 4M (default 1M)\n"
                                 "  --compression none|fast|zstd:N  (default fast; N is 1-19)\n"
                                 "  --fsync always|none          durability policy (default always)\n"
-                                "  --json                       print the result as JSON\n";
+                                "  --json                       print the result as JSON\n"
+                                "Tape pools (--type tape; PATH keeps the catalog; docs/tape.md):\n"
+                                "  --device /dev/nstN|DIR       the drive's non-rewinding node, or a folder of\n"
+                                "                               file-backed volumes (LABEL.vtape)\n"
+                                "  --volumes L1,L2,...          the media pool: volume labels, used in order\n"
+                                "  --volume-size SIZE           a file-backed volume's capacity (default: no limit)\n"
+                                "Object pools (--type object; PATH keeps the settings and caches):\n"
+                                "  --endpoint URL               the S3-compatible store, http[s]://HOST[:PORT]\n"
+                                "  --bucket B                   its bucket (created when missing; one that holds\n"
+                                "                               a pool already is joined)\n"
+                                "  --region R                   (default us-east-1)\n"
+                                "  --prefix P                   the pool's keys under P/ in the bucket\n"
+                                "  --access-key-file F          the access key id (the file's first line)\n"
+                                "  --secret-key-file F          the secret key (mode 0600; the path is recorded)\n"
+                                "  --requests N                 requests in flight (default 16)\n"
+                                "  --part-size SIZE             objects larger go up in parts (default 16M, min 5M)\n";
+
+/* Tape pools: the media pool's labels from "L1,L2,..." (pointing into
+ * *ret_text). 0, or the error printed and its code. */
+static int parse_volumes(const char *arg, sp_options *o, char **ret_text, const char ***ret_v)
+{
+        char *save = NULL;
+
+        free(*ret_text);
+        free(*ret_v);
+        o->n_volumes = 0;
+        *ret_text = strdup(arg);
+        *ret_v = calloc(strlen(arg) / 2 + 2, sizeof(**ret_v));
+        if (!*ret_text || !*ret_v)
+                return vb_cli_fail(VB_E_FAILED, "out of memory");
+        for (char *l = strtok_r(*ret_text, ",", &save); l; l = strtok_r(NULL, ",", &save)) {
+                if (!sp_tape_label_is_valid(l))
+                        return vb_cli_fail(VB_E_USAGE, "volume label '%s': use 1-32 letters, digits, '.', '_' or '-'",
+                                           l);
+                for (size_t k = 0; k < o->n_volumes; k++)
+                        if (streq((*ret_v)[k], l))
+                                return vb_cli_fail(VB_E_USAGE, "volume %s is named twice", l);
+                (*ret_v)[o->n_volumes++] = l;
+        }
+        o->volumes = *ret_v;
+        return 0;
+}
+
+enum {
+        OPT_TAPE_DEVICE = 0x1000,
+        OPT_TAPE_VOLUMES,
+        OPT_TAPE_VOLUME_SIZE
+};
 
 static int cmd_init(int argc, char **argv)
 {
+        _cleanup_free_ char *tape_labels = NULL;
+        _cleanup_free_ const char **tape_volumes = NULL;
         static const struct option opts[] = {
                 { "type", required_argument, NULL, 't' },
                 { "chunk-size", required_argument, NULL, 'c' },
                 { "compression", required_argument, NULL, 'z' },
                 { "fsync", required_argument, NULL, 'f' },
+                { "device", required_argument, NULL, OPT_TAPE_DEVICE },
+                { "volumes", required_argument, NULL, OPT_TAPE_VOLUMES },
+                { "volume-size", required_argument, NULL, OPT_TAPE_VOLUME_SIZE },
                 { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
+                { "endpoint", required_argument, NULL, 'E' },
+                { "bucket", required_argument, NULL, 'B' },
+                { "region", required_argument, NULL, 'R' },
+                { "prefix", required_argument, NULL, 'P' },
+                { "access-key-file", required_argument, NULL, 'A' },
+                { "secret-key-file", required_argument, NULL, 'S' },
+                { "requests", required_argument, NULL, 'N' },
+                { "part-size", required_argument, NULL, 'Z' },
                 {},
         };
         sp_options o = SP_OPTIONS_DEFAULT;
+        _cleanup_free_ char *access_key = NULL, *secret_file = NULL;
         uint64_t size;
         int c, r;
 
@@ -86,7 +150,8 @@ static int cmd_init(int argc, char **argv)
                 switch (c) {
                 case 't':
                         if (!sp_driver_find(optarg))
-                                return vb_cli_fail(VB_E_USAGE, "unknown pool type '%s' (dedup or standard)", optarg);
+                                return vb_cli_fail(VB_E_USAGE,
+                                                   "unknown pool type '%s' (dedup, standard, object or tape)", optarg);
                         o.type = optarg;
                         break;
                 case 'c':
@@ -111,12 +176,70 @@ static int cmd_init(int argc, char **argv)
                 case 'h':
                         fputs(init_help, stdout);
                         return 0;
+                case 'E':
+                        o.endpoint = optarg;
+                        break;
+                case 'B':
+                        o.bucket = optarg;
+                        break;
+                case 'R':
+                        o.region = optarg;
+                        break;
+                case 'P':
+                        o.prefix = optarg;
+                        break;
+                case 'A':
+                        free(access_key);
+                        access_key = NULL;
+                        r = vb_cli_read_secret_file(optarg, &access_key);
+                        if (r)
+                                return r;
+                        o.access_key = access_key;
+                        break;
+                case 'S':
+                        /* Recorded as a path: the pool is opened again and again. */
+                        free(secret_file);
+                        secret_file = realpath(optarg, NULL);
+                        if (!secret_file)
+                                return vb_cli_fail(errno == ENOENT ? VB_E_NOT_FOUND : vb_error_from_errno(-errno),
+                                                   "%s: %s", optarg, strerror(errno));
+                        o.secret_key_file = secret_file;
+                        break;
+                case 'N':
+                        if (vb_parse_size(optarg, &size) < 0 || size < 1 || size > 256)
+                                return vb_cli_fail(VB_E_USAGE, "bad --requests '%s' (1-256)", optarg);
+                        o.requests = (unsigned)size;
+                        break;
+                case 'Z':
+                        if (vb_parse_size(optarg, &size) < 0 || size < (5u << 20) || size > (5ull << 30))
+                                return vb_cli_fail(VB_E_USAGE, "bad --part-size '%s' (5M-5G)", optarg);
+                        o.part_size = size;
+                        break;
+                case OPT_TAPE_DEVICE:
+                        o.device = optarg;
+                        break;
+                case OPT_TAPE_VOLUMES:
+                        r = parse_volumes(optarg, &o, &tape_labels, &tape_volumes);
+                        if (r)
+                                return r;
+                        break;
+                case OPT_TAPE_VOLUME_SIZE:
+                        if (vb_parse_size(optarg, &o.volume_size) < 0 || o.volume_size == 0)
+                                return vb_cli_fail(VB_E_USAGE, "bad --volume-size '%s'", optarg);
+                        break;
                 default:
                         return VB_E_USAGE;
                 }
         }
         if (optind + 1 != argc)
                 return vb_cli_fail(VB_E_USAGE, "pool init needs exactly one PATH (see --help)");
+        if (streq(o.type, "tape") && (!o.device || o.n_volumes == 0))
+                return vb_cli_fail(VB_E_USAGE, "a tape pool needs --device and --volumes (see --help)");
+        if (!streq(o.type, "tape") && (o.device || o.n_volumes || o.volume_size))
+                return vb_cli_fail(VB_E_USAGE, "--device, --volumes and --volume-size are for --type tape");
+        if (streq(o.type, "object") && (!o.endpoint || !o.bucket || !o.access_key || !o.secret_key_file))
+                return vb_cli_fail(VB_E_USAGE, "an object pool needs --endpoint, --bucket, --access-key-file and "
+                                               "--secret-key-file (see --help)");
         r = sp_pool_create(argv[optind], &o);
         if (r == -EEXIST)
                 return vb_cli_fail(VB_E_EXISTS, "%s: a pool exists here already", argv[optind]);
@@ -866,6 +989,23 @@ out:
 
 /* --- list --------------------------------------------------------------- */
 
+/* Tape pools: where restore point id is on tape (into buf, and into j when
+ * not NULL); "" for other pools. */
+static void tape_where(sp_pool *p, const char *id, char *buf, size_t size, json_t *j)
+{
+        _cleanup_free_ char *volume = NULL;
+        unsigned file = 0;
+
+        buf[0] = '\0';
+        if (!streq(p->drv->name, "tape") || sp_tape_locate(p, id, &volume, &file) < 0)
+                return;
+        snprintf(buf, size, "volume %s file %u", volume, file);
+        if (j) {
+                json_object_set_new(j, "volume", json_string(volume));
+                json_object_set_new(j, "file", json_integer(file));
+        }
+}
+
 static const char list_help[] = "Usage: vbak pool list PATH [--vm NAME] [--json]\n"
                                 "Lists the committed restore points, oldest first.\n";
 
@@ -929,16 +1069,26 @@ static int cmd_list(int argc, char **argv)
                 return fail_errno(r, "cannot list the pool");
         if (vb_cli_json) {
                 json_t *a = json_array();
-                for (size_t i = 0; a && i < n; i++)
-                        json_array_append_new(a, manifest_summary(v[i]));
+                for (size_t i = 0; a && i < n; i++) {
+                        json_t *j = manifest_summary(v[i]);
+                        char where[128];
+
+                        tape_where(p, v[i]->id, where, sizeof(where), j);
+                        json_array_append_new(a, j);
+                }
                 code = vb_cli_print_json(a);
         } else {
                 printf("%-30s %-16s %-11s %-30s %s\n", "ID", "VM", "TYPE", "PARENT", "DISKS");
                 for (size_t i = 0; i < n; i++) {
                         printf("%-30s %-16s %-11s %-30s", v[i]->id, v[i]->vm.name, dd_backup_type_to_string(v[i]->type),
                                v[i]->parent ? v[i]->parent : "-");
+                        char where[128];
+
                         for (size_t k = 0; k < v[i]->n_disks; k++)
                                 printf(" %s", v[i]->disks[k].name);
+                        tape_where(p, v[i]->id, where, sizeof(where), NULL);
+                        if (where[0])
+                                printf("  (%s)", where); /* tape pools: where it is */
                         putchar('\n');
                 }
         }
@@ -1319,6 +1469,151 @@ static int cmd_stats(int argc, char **argv)
         return 0;
 }
 
+/* --- copy --------------------------------------------------------------- */
+
+static const char copy_help[] = "Usage: vbak pool copy FROM-PATH TO-PATH [ID...|--all] [--vm NAME] [--json]\n"
+                                "Copies restore points of the pool at FROM-PATH into the pool at TO-PATH, of any\n"
+                                "two types (a dedup pool to a tape pool and back, ...), each as a full restore\n"
+                                "point with a new id. Every chunk is checked against its digest as it is read.\n"
+                                "An ID may be 'latest' (of --vm NAME, else of the pool).\n\n"
+                                "  --all        every restore point of FROM-PATH, oldest first (of --vm NAME only)\n"
+                                "  --vm NAME    the VM the restore points belong to\n"
+                                "  --json       print the copies as JSON\n";
+
+static int copy_failed(int r, sp_pool *from, sp_pool *to, const dd_manifest *m)
+{
+        const char *why = sp_tape_error(to) ? sp_tape_error(to) : sp_tape_error(from);
+
+        if (r == -EXDEV)
+                return vb_cli_fail(VB_E_USAGE,
+                                   "restore point %s: the pools' chunk sizes differ (%" PRIu32 " and %" PRIu32
+                                   " bytes): a copy keeps the chunks as they are",
+                                   m->id, from->opts.chunk_size, to->opts.chunk_size);
+        if (r == -EOPNOTSUPP)
+                return vb_cli_fail(VB_E_USAGE, "restore point %s: %s", m->id,
+                                   why ? why : "the target pool cannot hold it");
+        if (r == -ENODATA || r == -EBADMSG)
+                return vb_cli_fail(vb_error_from_errno(r), "restore point %s: %s; nothing was committed", m->id,
+                                   why             ? why
+                                   : r == -ENODATA ? "a chunk is missing"
+                                                   : "stored data is damaged");
+        return vb_cli_fail(vb_error_from_errno(r), "copy of restore point %s failed, nothing was committed: %s", m->id,
+                           why ? why : strerror(-r));
+}
+
+static int cmd_copy(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "all", no_argument, NULL, 'a' },
+                { "vm", required_argument, NULL, 'v' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(sp_pool_closep) sp_pool *from = NULL, *to = NULL;
+        const char *vm = NULL;
+        dd_manifest **v = NULL;
+        size_t n = 0;
+        bool all = false;
+        json_t *out = NULL;
+        int c, r, code = 0;
+
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'a':
+                        all = true;
+                        break;
+                case 'v':
+                        vm = optarg;
+                        break;
+                case 'j':
+                        vb_cli_json = true;
+                        break;
+                case 'h':
+                        fputs(copy_help, stdout);
+                        return 0;
+                default:
+                        return VB_E_USAGE;
+                }
+        }
+        if (argc - optind < 2 || (all == (argc - optind > 2)))
+                return vb_cli_fail(VB_E_USAGE, "pool copy needs FROM-PATH, TO-PATH and IDs or --all (see --help)");
+        code = open_pool(argv[optind], &from);
+        if (!code)
+                code = open_pool(argv[optind + 1], &to);
+        if (code)
+                return code;
+        if (streq(from->uuid, to->uuid))
+                return vb_cli_fail(VB_E_USAGE, "%s and %s are the same pool", argv[optind], argv[optind + 1]);
+        if (all) {
+                r = sp_pool_list(from, vm, warn_problem, NULL, &v, &n);
+                if (r < 0)
+                        return fail_errno(r, "cannot list the pool");
+        } else {
+                v = calloc(argc - optind - 2, sizeof(*v));
+                if (!v)
+                        return vb_cli_fail(VB_E_FAILED, "out of memory");
+                for (int i = optind + 2; i < argc; i++) {
+                        r = sp_pool_find(from, argv[i], vm, &v[n]);
+                        if (r == -ENOENT) {
+                                code = vb_cli_fail(VB_E_NOT_FOUND, "restore point '%s' not found in %s", argv[i],
+                                                   argv[optind]);
+                                goto out;
+                        }
+                        if (r < 0) {
+                                code = fail_errno(r, argv[i]);
+                                goto out;
+                        }
+                        n++;
+                        if (vm && !streq_ptr(v[n - 1]->vm.name, vm)) {
+                                code = vb_cli_fail(VB_E_NOT_FOUND, "restore point %s belongs to VM %s, not %s",
+                                                   v[n - 1]->id, v[n - 1]->vm.name, vm);
+                                goto out;
+                        }
+                }
+        }
+        out = json_array();
+        if (!out) {
+                code = vb_cli_fail(VB_E_FAILED, "out of memory");
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(dd_manifest_freep) dd_manifest *done = NULL;
+                vb_progress prog;
+                char where[128], size[32];
+                uint64_t total = 0;
+                json_t *j;
+
+                vb_progress_init(&prog, "copy", false);
+                r = sp_copy(from, v[i], to, vb_progress_update, &prog, &done);
+                vb_progress_done(&prog);
+                if (r < 0) {
+                        code = copy_failed(r, from, to, v[i]);
+                        goto out;
+                }
+                for (size_t k = 0; k < done->n_disks; k++)
+                        total += done->disks[k].size;
+                j = json_pack("{s:s, s:s, s:s, s:I}", "from", v[i]->id, "id", done->id, "vm", done->vm.name, "size",
+                              (json_int_t)total);
+                tape_where(to, done->id, where, sizeof(where), j);
+                if (!j || json_array_append_new(out, j) < 0) {
+                        code = vb_cli_fail(VB_E_FAILED, "out of memory");
+                        goto out;
+                }
+                if (!vb_cli_json)
+                        printf("Copied %s of %s -> %s (%s)%s%s\n", v[i]->id, done->vm.name, done->id,
+                               vb_format_size(total, size, sizeof(size)), where[0] ? ", " : "", where);
+        }
+        if (vb_cli_json)
+                code = vb_cli_print_json(TAKE_PTR(out));
+        else if (n == 0)
+                printf("Nothing to copy\n");
+out:
+        json_decref(out);
+        sp_manifests_free(v, n);
+        return code;
+}
+
 /* --- dispatch ----------------------------------------------------------- */
 
 static const struct {
@@ -1334,6 +1629,7 @@ static const struct {
         { "gc", cmd_gc, "remove unreferenced chunks and leftovers" },
         { "prune", cmd_prune, "delete restore points by keep rules" },
         { "stats", cmd_stats, "show sizes and ratios" },
+        { "copy", cmd_copy, "copy restore points into another pool (e.g. to tape)" },
 };
 
 void vb_cli_pool_help(FILE *f)

@@ -35,8 +35,11 @@ typedef struct vb_daemon {
 /* The resources, each in its own file. */
 int vb_api_platforms_register(vb_daemon *d); /* api-platforms.c: platforms, inventory */
 int vb_api_pools_register(vb_daemon *d);     /* api-pools.c: pools, restore points */
-int vb_api_jobs_register(vb_daemon *d);      /* api-jobs.c: jobs */
-int vb_api_runs_register(vb_daemon *d);      /* api-runs.c: start, stop, runs, retry, progress */
-int vb_api_restores_register(vb_daemon *d);  /* api-restores.c: restores, their plans and progress */
+/* The secret key of the object pool at path, from the credential store
+ * (sp_object_secret_fn; api-pools.c keeps it there). */
+int vb_daemon_pool_secret(void *userdata, const char *path, char **ret);
+int vb_api_jobs_register(vb_daemon *d);     /* api-jobs.c: jobs */
+int vb_api_runs_register(vb_daemon *d);     /* api-runs.c: start, stop, runs, retry, progress */
+int vb_api_restores_register(vb_daemon *d); /* api-restores.c: restores, their plans and progress */
 
 #endif

@@ -33,6 +33,7 @@
 #include "daemon/notify.h"
 #include "daemon/util.h"
 #include "daemon/version.h"
+#include "storagepool/object.h"
 
 #define CONFIG_FILE_DEFAULT "/etc/vbak/vbakd.conf"
 #define SOCKET_NAME "vbakd.sock"
@@ -155,6 +156,7 @@ static int setup(daemon_t *x, const vb_api_opts *ao)
                 log_error("credentials in %s: %s", d->cfg.state_dir, strerror(-r));
                 return vb_error_from_errno(r);
         }
+        sp_object_set_secret_fn(vb_daemon_pool_secret, d);
         r = vb_api_new(d->loop, ao, &d->api, &err);
         if (r < 0) {
                 log_error("control API: %s", err ?: strerror(-r));

@@ -54,6 +54,11 @@ PACKAGES=(
         libvirt-daemon-driver-qemu
         libvirt-clients             # virsh
         python3    # the tests' TCP fault proxy and QMP helper
+        swift             # an S3 store that checks SigV4 for the object pool's tests:
+        swift-proxy       # OpenStack Swift with s3api and tempauth
+        swift-object
+        swift-container
+        swift-account
 )
 
 LOCK_TIMEOUT=${VBAK_APT_LOCK_TIMEOUT:-600}

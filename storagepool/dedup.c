@@ -44,6 +44,7 @@
 #include "daemon/util.h"
 #include "dedup/dset.h"
 #include "dedup/index.h"
+#include "storagepool/chunkprep.h"
 #include "storagepool/fs.h"
 #include "storagepool/sp.h"
 
@@ -69,10 +70,7 @@ typedef struct pending_blob {
 typedef struct dedup_disk_writer {
         sp_disk_writer base;
         char *name;
-        dd_index_writer *iw;
-        uint64_t bytes_new, bytes_data;
-        dd_index *parent; /* the parent's index of this disk, when it has one */
-        uint64_t parent_count;
+        sp_disk_index x; /* the index, and the parent's of this disk when it has one */
         /* New blobs wait in pending (filled by prepare, on several threads),
          * then in flushing while the flusher thread makes them durable and
          * renames them into place (fsync=always), so that no prepare waits
@@ -87,11 +85,6 @@ typedef struct dedup_disk_writer {
         bool flusher_running, stop;
         pthread_t flusher;
 } dedup_disk_writer;
-
-typedef struct dedup_reader {
-        sp_disk_reader base;
-        dd_index *idx;
-} dedup_reader;
 
 static void chunk_path(const dd_digest *d, char out[CHUNK_PATH_MAX])
 {
@@ -134,6 +127,11 @@ static ssize_t chunk_load(sp_pool *p, const dd_digest *d, uint8_t *buf, size_t s
         return (ssize_t)st.st_size;
 }
 
+static ssize_t blob_load(void *userdata, const dd_digest *d, uint8_t *buf, size_t size)
+{
+        return chunk_load(userdata, d, buf, size);
+}
+
 /* Loads, checks and decodes chunk d into out (exactly len plain bytes). */
 static int chunk_read(sp_pool *p, const dd_digest *d, sp_chunk *c, uint8_t *out, uint32_t len)
 {
@@ -141,14 +139,7 @@ static int chunk_read(sp_pool *p, const dd_digest *d, sp_chunk *c, uint8_t *out,
 
         if (n < 0)
                 return (int)n;
-        n = dd_blob_decode(c->ctx, c->scratch, (size_t)n, out, len, d);
-        if (n == -ENOBUFS)
-                return -EBADMSG;
-        if (n < 0)
-                return (int)n;
-        if ((uint32_t)n != len)
-                return -EBADMSG;
-        return 0;
+        return sp_chunk_decode(c, d, c->scratch, (size_t)n, out, len);
 }
 
 static int dedup_create(const char *path, const sp_options *o)
@@ -252,21 +243,21 @@ static int dedup_disk_begin(sp_writer *base, const char *disk, uint64_t size, sp
                         }
                         r = sp_fs_rp_open(p, w->parent, &pdir);
                         if (r >= 0)
-                                r = dd_index_open_at(pdir, pd->index, &dw->parent);
-                        if (r >= 0 && !dd_digest_eq(&dd_index_get_header(dw->parent)->checksum, &pd->index_checksum))
+                                r = dd_index_open_at(pdir, pd->index, &dw->x.parent);
+                        if (r >= 0 && !dd_digest_eq(&dd_index_get_header(dw->x.parent)->checksum, &pd->index_checksum))
                                 r = -EBADMSG;
                         if (r < 0)
                                 goto fail;
-                        dw->parent_count = dd_index_get_header(dw->parent)->chunk_count;
+                        dw->x.parent_count = dd_index_get_header(dw->x.parent)->chunk_count;
                 }
         }
-        r = dd_index_writer_new(w->rp.dirfd, index, size, p->opts.chunk_size, &dw->iw);
+        r = dd_index_writer_new(w->rp.dirfd, index, size, p->opts.chunk_size, &dw->x.iw);
         if (r < 0)
                 goto fail;
         *ret = &dw->base;
         return 0;
 fail:
-        dd_index_free(dw->parent);
+        dd_index_free(dw->x.parent);
         pthread_cond_destroy(&dw->cond);
         pthread_mutex_destroy(&dw->lock);
         free(dw->name);
@@ -394,152 +385,22 @@ static int add_pending(dedup_disk_writer *dw, const dd_digest *d, char *tmp)
         return r;
 }
 
-/* Marks the blocks of c that its pieces touch. */
-static void mark_touched(const sp_chunk *c, bool *touched)
-{
-        size_t n = dd_block_count(c->length);
-
-        for (size_t i = 0; i < n; i++)
-                touched[i] = c->whole;
-        for (size_t k = 0; !c->whole && k < c->n_pieces; k++) {
-                uint64_t first = c->pieces[k].offset - c->offset;
-                uint64_t last = first + c->pieces[k].length - 1;
-
-                for (uint64_t b = first / DD_BLOCK_SIZE; b <= last / DD_BLOCK_SIZE; b++)
-                        touched[b] = true;
-        }
-}
-
-/* Copies the parts of c's pieces that fall into [at, at + len) of the chunk
- * from c->data into buf (which holds those len bytes). */
-static void overlay_pieces(const sp_chunk *c, uint64_t at, size_t len, uint8_t *buf)
-{
-        for (size_t i = 0; i < c->n_pieces; i++) {
-                uint64_t s = MAX(c->pieces[i].offset - c->offset, at);
-                uint64_t e = MIN(c->pieces[i].offset - c->offset + c->pieces[i].length, at + len);
-
-                if (s < e)
-                        memcpy(buf + (s - at), c->data + s, e - s);
-        }
-}
-
-/* Marks block b touched; a block no piece touched is undefined in c->data
- * (sp_chunk.data) and is zeroed first. */
-static void touch_block(sp_chunk *c, bool *touched, size_t b)
-{
-        if (!touched[b])
-                memset(c->data + b * DD_BLOCK_SIZE, 0, MIN(DD_BLOCK_SIZE, c->length - b * DD_BLOCK_SIZE));
-        touched[b] = true;
-}
-
-/* For a partly read chunk of an incremental whose parent has data there:
- * makes c->data hold the new bytes of every block the pieces touch (the
- * parent's block with the pieces on top), and fills carry[] with the
- * parent's stored blocks that nothing touched, to be carried over without
- * decoding them. The parent's block digests are checked against its chunk
- * digest; every block decoded is checked against its own. */
-static int patch_from_parent(dedup_disk_writer *dw, sp_chunk *c, bool *touched, dd_blob_block *carry)
-{
-        dd_blob_block pb[SP_CHUNK_SIZE_MAX / DD_BLOCK_SIZE];
-        dd_digest pdig[ELEMENTSOF(pb)], pd, check;
-        size_t nb = dd_block_count(c->length), pnb;
-        uint8_t *aux, *tmp;
-        uint32_t plen;
-        ssize_t n;
-        int r;
-
-        if (c->whole || !dw->parent || c->index >= dw->parent_count)
-                return 0;
-        r = dd_index_get(dw->parent, c->index, &pd);
-        if (r < 0)
-                return r;
-        if (dd_digest_is_null(&pd))
-                return 0; /* the parent had zeros there: the zero-filled buffer is right */
-        aux = sp_chunk_aux(c);
-        if (!aux)
-                return -ENOMEM;
-        tmp = aux + c->aux_size - DD_BLOCK_SIZE; /* a block's room after the blob's */
-        plen = dd_chunk_length(dd_index_get_header(dw->parent)->disk_size, dw->base.chunk_size, c->index);
-        pnb = dd_block_count(plen);
-        n = chunk_load(dw->base.w->pool, &pd, aux, c->aux_size - DD_BLOCK_SIZE);
-        if (n < 0)
-                return (int)n;
-        if (pnb < 2) {
-                /* A one-block chunk (the disk's short end): decode it whole. */
-                n = dd_blob_decode(c->ctx, aux, (size_t)n, tmp, plen, &pd);
-                if (n < 0)
-                        return n == -ENOBUFS ? -EBADMSG : (int)n;
-                overlay_pieces(c, 0, plen, tmp);
-                for (size_t b = 0; b < nb; b++)
-                        touch_block(c, touched, b);
-                memcpy(c->data, tmp, MIN(plen, c->length));
-                return 0;
-        }
-        r = dd_blob_blocks(aux, (size_t)n, pb, ELEMENTSOF(pb), NULL);
-        if (r < 0)
-                return r == -EMEDIUMTYPE ? -EBADMSG : r;
-        for (size_t b = 0; b < pnb; b++)
-                pdig[b] = pb[b].digest;
-        r = dd_chunk_digest_combine(pdig, plen, &check);
-        if (r < 0)
-                return r;
-        if (!dd_digest_eq(&check, &pd))
-                return -EBADMSG;
-        for (size_t b = 0; b < nb && b < pnb; b++) {
-                uint64_t at = (uint64_t)b * DD_BLOCK_SIZE;
-                size_t pbl = MIN(DD_BLOCK_SIZE, plen - at);
-
-                if (!touched[b] && pbl == MIN(DD_BLOCK_SIZE, c->length - at)) {
-                        carry[b] = pb[b]; /* unchanged: its frame goes over as it is */
-                        continue;
-                }
-                touch_block(c, touched, b);
-                if (!pb[b].frame)
-                        continue; /* zeros in the parent: c->data is right */
-                r = dd_blob_decode_block(c->ctx, &pb[b], tmp, pbl);
-                if (r < 0)
-                        return r;
-                overlay_pieces(c, at, pbl, tmp);
-                memcpy(c->data + at, tmp, pbl);
-        }
-        for (size_t b = pnb; b < nb; b++)
-                touch_block(c, touched, b); /* the disk grew: past the parent's end */
-        return 0;
-}
-
 static int dedup_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
 {
         dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
         sp_pool *p = base->w->pool;
-        bool touched[ELEMENTSOF(c->blocks)];
-        dd_blob_block carry[ELEMENTSOF(c->blocks)];
-        size_t nb = dd_block_count(c->length);
+        sp_chunk_parent parent = { .idx = dw->x.parent,
+                                   .count = dw->x.parent_count,
+                                   .chunk_size = base->chunk_size,
+                                   .load = blob_load,
+                                   .userdata = p };
+        sp_chunk_carry carry;
         char hex[DD_DIGEST_HEX_SIZE];
         char *tmp = NULL;
         ssize_t n;
         int r;
 
-        if (c->length > SP_CHUNK_SIZE_MAX)
-                return -EINVAL;
-        c->bytes_new = c->bytes_stored = 0;
-        memset(carry, 0, nb * sizeof(*carry));
-        mark_touched(c, touched);
-        r = patch_from_parent(dw, c, touched, carry);
-        if (r < 0)
-                return r;
-        /* Only touched blocks are hashed: the others are carried over from
-         * the parent (their digests checked with it) or zeros never read. */
-        for (size_t b = 0; b < nb; b++) {
-                if (!touched[b]) {
-                        c->blocks[b] = carry[b].digest;
-                        continue;
-                }
-                r = dd_block_digest(c->data + b * DD_BLOCK_SIZE, MIN(DD_BLOCK_SIZE, c->length - b * DD_BLOCK_SIZE),
-                                    &c->blocks[b]);
-                if (r < 0)
-                        return r;
-        }
-        r = dd_chunk_digest_combine(c->blocks, c->length, &c->digest);
+        r = sp_chunk_digest(c, &parent, &carry);
         if (r < 0)
                 return r;
         if (dd_digest_is_null(&c->digest))
@@ -547,12 +408,7 @@ static int dedup_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
         r = chunk_touch(p, &c->digest);
         if (r != 0)
                 return r < 0 ? r : 0; /* stored already: dedup hit */
-        if (nb >= 2) {
-                for (size_t b = 0; b < nb; b++)
-                        carry[b].digest = c->blocks[b];
-                n = dd_blob_build(c->ctx, p->opts.compression, c->data, c->length, carry, c->scratch, c->scratch_size);
-        } else
-                n = dd_blob_encode(c->ctx, p->opts.compression, c->data, c->length, c->scratch, c->scratch_size);
+        n = sp_chunk_encode(c, p->opts.compression, &carry);
         if (n < 0)
                 return (int)n;
         dd_digest_to_hex(&c->digest, hex);
@@ -571,36 +427,24 @@ static int dedup_chunk_prepare(sp_disk_writer *base, sp_chunk *c)
 
 static int dedup_chunk_commit(sp_disk_writer *base, sp_chunk *c)
 {
-        dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
-        int r = dd_index_writer_append(dw->iw, &c->digest);
-
-        if (r < 0)
-                return r;
-        dw->bytes_new += c->bytes_new;
-        if (!dd_digest_is_null(&c->digest))
-                dw->bytes_data += c->length;
-        return 0;
+        return sp_disk_index_commit(&container_of(base, dedup_disk_writer, base)->x, c);
 }
 
 static int dedup_chunk_skip(sp_disk_writer *base, uint64_t index)
 {
         dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
-        dd_digest d = DD_DIGEST_NULL;
-        int r;
+        dd_digest d;
+        int r = sp_disk_index_inherited(&dw->x, index, &d);
 
-        if (dw->parent && index < dw->parent_count) {
-                r = dd_index_get(dw->parent, index, &d);
-                if (r < 0)
-                        return r;
-                if (!dd_digest_is_null(&d)) {
-                        /* Inherited: it must outlive a gc that runs now (see DESIGN). */
-                        r = chunk_touch(base->w->pool, &d);
-                        if (r <= 0)
-                                return r < 0 ? r : -ENODATA;
-                        dw->bytes_data += dd_chunk_length(base->size, base->chunk_size, index);
-                }
+        if (r < 0)
+                return r;
+        /* Inherited: it must outlive a gc that runs now (see DESIGN). */
+        if (!dd_digest_is_null(&d)) {
+                r = chunk_touch(base->w->pool, &d);
+                if (r <= 0)
+                        return r < 0 ? r : -ENODATA;
         }
-        return dd_index_writer_append(dw->iw, &d);
+        return sp_disk_index_skip(&dw->x, base, index, &d);
 }
 
 static void disk_writer_free(dedup_disk_writer *dw)
@@ -618,9 +462,9 @@ static void disk_writer_free(dedup_disk_writer *dw)
         }
         pthread_cond_destroy(&dw->cond);
         pthread_mutex_destroy(&dw->lock);
-        dd_index_writer_free(dw->iw);
+        dd_index_writer_free(dw->x.iw);
         free(dw->name);
-        dd_index_free(dw->parent);
+        dd_index_free(dw->x.parent);
         free(dw);
 }
 
@@ -628,27 +472,14 @@ static int dedup_disk_end(sp_disk_writer *base)
 {
         dedup_disk_writer *dw = container_of(base, dedup_disk_writer, base);
         sp_pool *p = base->w->pool;
-        dd_manifest_disk *md;
         dd_index_header h;
         int r;
 
         r = flush_pending(dw);
         if (r >= 0)
-                r = dd_index_writer_finish(dw->iw, p->opts.fsync == SP_FSYNC_ALWAYS, &h);
+                r = dd_index_writer_finish(dw->x.iw, p->opts.fsync == SP_FSYNC_ALWAYS, &h);
         if (r >= 0)
-                r = dd_manifest_add_disk(base->w->m, dw->name, &md);
-        if (r >= 0) {
-                md->size = base->size;
-                md->chunk_size = base->chunk_size;
-                md->index_checksum = h.checksum;
-                md->bytes_read = base->bytes_read;
-                md->bytes_new = dw->bytes_new;
-                md->bytes_data = dw->bytes_data;
-                if (asprintf(&md->index, "%s" DD_INDEX_SUFFIX, dw->name) < 0) {
-                        md->index = NULL;
-                        r = -ENOMEM;
-                }
-        }
+                r = sp_manifest_add_index_disk(base, dw->name, &h.checksum, dw->x.bytes_new, dw->x.bytes_data);
         disk_writer_free(dw);
         return r;
 }
@@ -704,51 +535,20 @@ static int open_disk_index(sp_pool *p, const dd_manifest *m, const dd_manifest_d
 static int dedup_reader_open(sp_pool *p, const dd_manifest *m, const char *disk, sp_disk_reader **ret)
 {
         const dd_manifest_disk *md = dd_manifest_find_disk(m, disk);
-        dedup_reader *rd;
         dd_index *idx;
         int r;
 
         if (!md)
                 return -ENOENT;
         r = open_disk_index(p, m, md, &idx);
-        if (r < 0)
-                return r;
-        rd = calloc(1, sizeof(*rd));
-        if (!rd) {
-                dd_index_free(idx);
-                return -ENOMEM;
-        }
-        rd->base = (sp_disk_reader){ .pool = p, .size = md->size, .chunk_size = md->chunk_size };
-        rd->idx = idx;
-        *ret = &rd->base;
-        return 0;
+        return r < 0 ? r : sp_index_reader_new(p, md, idx, ret);
 }
 
 static int dedup_reader_read(sp_disk_reader *base, sp_chunk *c, bool *ret_zero)
 {
-        dedup_reader *rd = container_of(base, dedup_reader, base);
-        dd_digest d;
-        int r;
+        int r = sp_index_reader_lookup(base, c, ret_zero);
 
-        r = dd_index_get(rd->idx, c->index, &d);
-        if (r < 0)
-                return r;
-        c->digest = d;
-        if (dd_digest_is_null(&d)) {
-                memset(c->data, 0, c->length);
-                *ret_zero = true;
-                return 0;
-        }
-        *ret_zero = false;
-        return chunk_read(base->pool, &d, c, c->data, c->length);
-}
-
-static void dedup_reader_close(sp_disk_reader *base)
-{
-        dedup_reader *rd = container_of(base, dedup_reader, base);
-
-        dd_index_free(rd->idx);
-        free(rd);
+        return r <= 0 ? r : chunk_read(base->pool, &c->digest, c, c->data, c->length);
 }
 
 /* --- verify ------------------------------------------------------------ */
@@ -1284,7 +1084,7 @@ const sp_driver sp_driver_dedup = {
         .abort = dedup_abort,
         .reader_open = dedup_reader_open,
         .reader_read = dedup_reader_read,
-        .reader_close = dedup_reader_close,
+        .reader_close = sp_index_reader_free,
         .verify = dedup_verify,
         .gc = dedup_gc,
         .remove = sp_fs_remove,

@@ -154,7 +154,7 @@ int sp_fs_rp_path(const dd_manifest *m, char **ret)
 
 /* Ids are the UTC start time to the microsecond plus a random suffix, fixed
  * width, so that their byte order is the order in which writers began. */
-static int new_id(char id[SP_ID_MAX])
+int sp_fs_new_id(char id[SP_ID_MAX])
 {
         struct timespec ts;
         struct tm tm;
@@ -220,7 +220,7 @@ int sp_fs_rp_begin(sp_pool *p, dd_manifest *m, sp_fs_rp *rp)
         int r;
 
         *rp = (sp_fs_rp){ .dirfd = -1, .lock_fd = -1 };
-        r = new_id(rp->id);
+        r = sp_fs_new_id(rp->id);
         if (r < 0)
                 return r;
         free(m->id);

@@ -44,6 +44,10 @@ void sp_fs_pool_done(sp_pool *base);
  * else its name. -EINVAL when a component is not file-name safe. */
 int sp_fs_rp_path(const dd_manifest *m, char **ret);
 
+/* A new restore point id: the UTC time to the microsecond plus a random
+ * suffix, fixed width, so that ids sort in the order writers began. */
+int sp_fs_new_id(char id[SP_ID_MAX]);
+
 /* A restore point being written: its id, folder and lock. */
 typedef struct sp_fs_rp {
         char id[SP_ID_MAX];

@@ -5,14 +5,18 @@
 #include "storagepool/sp.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "daemon/util.h"
+#include "dedup/index.h"
 #include "storagepool/fs.h"
 
 static const sp_driver *const sp_drivers[] = {
         &sp_driver_dedup,
         &sp_driver_standard,
+        &sp_driver_object,
+        &sp_driver_tape,
 };
 
 static const char *const fsync_table[_SP_FSYNC_MAX] = {
@@ -41,6 +45,27 @@ const sp_driver *sp_driver_find(const char *name)
                 if (streq(sp_drivers[i]->name, name))
                         return sp_drivers[i];
         return NULL;
+}
+
+int sp_manifest_add_index_disk(sp_disk_writer *dw, const char *disk, const dd_digest *index_checksum,
+                               uint64_t bytes_new, uint64_t bytes_data)
+{
+        dd_manifest_disk *md;
+        int r = dd_manifest_add_disk(dw->w->m, disk, &md);
+
+        if (r < 0)
+                return r;
+        md->size = dw->size;
+        md->chunk_size = dw->chunk_size;
+        md->index_checksum = *index_checksum;
+        md->bytes_read = dw->bytes_read;
+        md->bytes_new = bytes_new;
+        md->bytes_data = bytes_data;
+        if (asprintf(&md->index, "%s" DD_INDEX_SUFFIX, disk) < 0) {
+                md->index = NULL;
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 uint8_t *sp_chunk_aux(sp_chunk *c)

@@ -48,10 +48,23 @@ const char *sp_fsync_to_string(sp_fsync f);
 sp_fsync sp_fsync_from_string(const char *s);
 
 typedef struct sp_options {
-        const char *type;    /* driver name: "dedup", "standard" */
+        const char *type;    /* driver name: "dedup", "standard", "object", "tape" */
         uint32_t chunk_size; /* SP_CHUNK_SIZE_MIN..MAX, a power of two */
         int compression;     /* 0 none, 1-19 zstd level (blob.h) */
         sp_fsync fsync;
+        /* object pools: the bucket (created when missing), a key prefix
+         * (NULL: none), the access key id and the file holding the secret */
+        const char *endpoint, *bucket, *region, *prefix, *access_key, *secret_key_file;
+        const char *secret_key; /* instead of secret_key_file: kept by the caller (vbakd's credential store) */
+        unsigned requests;      /* requests in flight; 0: the default */
+        uint64_t part_size;     /* multipart threshold and part size; 0: the default */
+        /* tape pools: the drive (/dev/nstN), or a folder of file-backed
+         * volumes; the media pool's volume labels, in the order they are
+         * used; a file-backed volume's capacity in bytes */
+        const char *device;
+        const char *const *volumes;
+        size_t n_volumes;
+        uint64_t volume_size;
 } sp_options;
 
 #define SP_OPTIONS_DEFAULT                                                                                             \
@@ -113,6 +126,11 @@ typedef struct sp_chunk {
         uint64_t bytes_stored;                               /* bytes written to the pool */
         void *driver_data;                                   /* driver's own result, consumed by chunk_commit */
 } sp_chunk;
+
+/* disk_end's last step for pools with a fixed index per disk: adds the
+ * disk dw wrote to the manifest, its index named <disk>.fidx. */
+int sp_manifest_add_index_disk(sp_disk_writer *dw, const char *disk, const dd_digest *index_checksum,
+                               uint64_t bytes_new, uint64_t bytes_data);
 
 /* A second chunk-sized buffer for drivers (allocated on first use). */
 uint8_t *sp_chunk_aux(sp_chunk *c);
@@ -238,6 +256,8 @@ typedef struct sp_driver {
 
 extern const sp_driver sp_driver_dedup;
 extern const sp_driver sp_driver_standard;
+extern const sp_driver sp_driver_object;
+extern const sp_driver sp_driver_tape;
 
 /* Looks a driver up by name; NULL when unknown. */
 const sp_driver *sp_driver_find(const char *name);

@@ -14,9 +14,12 @@ The control unix socket takes one-line commands and answers each with one line:
     up              end a down now
     cut-after BYTES cut all connections once BYTES more bytes have gone server->client
                     (in total over all connections), then carry on
+    drop PERCENT    from now on reset each new connection at once (RST) with that
+                    probability (0-100); drop 0 ends it
     stats           {"connections": accepted, "active": N, "client_to_server": bytes,
                      "server_to_client": bytes, "cuts": cut events, "connections_cut": N,
-                     "refused": connections reset while down, "down": bool}
+                     "refused": connections reset while down, "dropped": connections
+                     reset by drop, "down": bool}
 
 Answers are "ok", the stats JSON, or "error: ...". Prints "tcp-proxy: ready"
 on stdout once listening; exits on SIGTERM or SIGINT.
@@ -29,6 +32,7 @@ a full one stops reading from its source (backpressure).
 import argparse
 import json
 import os
+import random
 import selectors
 import signal
 import socket
@@ -181,9 +185,10 @@ class Proxy:
         self.sel = selectors.DefaultSelector()
         self.pipes = set()
         self.stats = dict(connections=0, client_to_server=0, server_to_client=0, cuts=0, connections_cut=0,
-                          refused=0)
+                          refused=0, dropped=0)
         self.down_until = None  # monotonic time a down ends
         self.cut_budget = None  # server->client bytes left before a cut-after fires
+        self.drop_percent = 0.0  # chance (in %) that a new connection is reset at once
 
         self.listener = socket.create_server(args.listen, reuse_port=False)
         self.listener.setblocking(False)
@@ -208,6 +213,12 @@ class Proxy:
         if self.down_until is not None:
             self.stats["refused"] += 1
             self.log(f"reset {addr} (down)")
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            return
+        if self.drop_percent > 0 and random.random() * 100 < self.drop_percent:
+            self.stats["dropped"] += 1
+            self.log(f"reset {addr} (drop)")
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
             return
@@ -271,10 +282,15 @@ class Proxy:
                 if self.cut_budget < 0:
                     raise ValueError
                 self.closed_by_budget()  # cut-after 0: now
+            elif len(words) == 2 and words[0] == "drop":
+                percent = float(words[1])
+                if not 0 <= percent <= 100:
+                    raise ValueError
+                self.drop_percent = percent
             elif words == ["stats"]:
                 return json.dumps(dict(self.stats, active=len(self.pipes), down=self.down_until is not None))
             else:
-                return f"error: unknown command {line!r} (cut, down SECONDS, up, cut-after BYTES, stats)"
+                return f"error: unknown command {line!r} (cut, down SECONDS, up, cut-after BYTES, drop PERCENT, stats)"
         except ValueError:
             return f"error: bad number in {line!r}"
         return "ok"
