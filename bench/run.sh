@@ -11,8 +11,8 @@
 #   VBAK_BENCH_DATA    data set and scratch folder (default /var/tmp/vbak-bench)
 #   VBAK_BENCH_REPEAT  rounds of the timed single-image rows; the table shows
 #                      the median (default 3)
-#   VBAK_BENCH_ONLY    a subset of "vbak restore nbd zstd borg restic dedup chunks
-#                      daemon" (default: all; restore runs the vbak rows too)
+#   VBAK_BENCH_ONLY    a subset of "vbak restore nbd object zstd borg restic dedup
+#                      chunks daemon" (default: all; restore runs the vbak rows too)
 #   VBAK_BENCH_STRICT  1: exit 3 when a target does not hold
 #   VBAK_BENCH_STORE_FS 0: keep repositories on the file system of
 #                      VBAK_BENCH_DATA instead of a fresh loop-mounted ext4
@@ -24,7 +24,7 @@ BUILD=${1:?usage: bench/run.sh BUILD_DIR}
 BUILD_ABS=$(cd "$BUILD" 2>/dev/null && pwd || echo "$BUILD")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATA=${VBAK_BENCH_DATA:-/var/tmp/vbak-bench}
-ONLY=${VBAK_BENCH_ONLY:-vbak restore nbd zstd borg restic dedup chunks daemon}
+ONLY=${VBAK_BENCH_ONLY:-vbak restore nbd object zstd borg restic dedup chunks daemon}
 REPEAT=${VBAK_BENCH_REPEAT:-3}
 STRICT=${VBAK_BENCH_STRICT:-0}
 RUN=$DATA/run
@@ -45,7 +45,7 @@ case $REPEAT in
 *) die "VBAK_BENCH_REPEAT must be a number from 1 to 99" ;;
 esac
 VBAK=
-if want vbak || want restore || want dedup || want chunks; then
+if want vbak || want restore || want dedup || want chunks || want object; then
         [ -x "$BUILD/vbak" ] || die "$BUILD/vbak not found: build it first (make all)"
         VBAK=$(cd "$BUILD" && pwd)/vbak
 fi
@@ -97,6 +97,7 @@ STORE_FS="$(df --output=fstype "$RUN" | tail -n 1) of $RUN"
 # shellcheck disable=SC2317 # called by the trap
 on_exit() {
         if declare -F nbd_stop >/dev/null; then nbd_stop; fi
+        if declare -F object_stop >/dev/null; then object_stop; fi
         if [ -n "${STORE_MOUNTED:-}" ]; then
                 umount "$STORE" 2>/dev/null
                 rm -f "$STORE_IMG"
@@ -443,10 +444,14 @@ round_restic() {
 
 # The tools take turns within each round, so that a busy moment on the
 # machine does not fall on one tool only.
+# shellcheck source=bench/object.sh
+source "$HERE/object.sh"
+if want object; then object_start; fi
 for ((round = 1; round <= REPEAT; round++)); do
         log "round $round of $REPEAT"
         if want vbak || want restore; then round_vbak "$round"; fi
         if want nbd; then round_nbd "$round"; fi
+        if want object; then round_object "$round"; fi
         if want zstd; then round_zstd "$round"; fi
         if want borg; then round_borg "$round"; fi
         if want restic; then round_restic "$round"; fi

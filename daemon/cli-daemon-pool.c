@@ -377,7 +377,8 @@ int vb_cli_daemon_pool(int argc, char **argv)
                 return vb_cli_fail(VB_E_FAILED, "out of memory");
         }
         if (streq(verb, "add")) {
-                if (!json_object_get(a.body, "path")) {
+                /* An object pool's local folder defaults to one of vbakd's. */
+                if (!json_object_get(a.body, "path") && !json_object_get(a.body, "object")) {
                         args_done(&a);
                         return vb_cli_fail(VB_E_USAGE, "vbak pool add needs --path PATH (see --help)");
                 }

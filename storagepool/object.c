@@ -1071,7 +1071,6 @@ static int obj_disk_end(sp_disk_writer *base)
         r = wait_puts(dw);
         if (r >= 0)
                 r = dd_index_writer_finish(dw->x.iw, false, &h);
-        dw->x.iw = NULL;
         if (r >= 0)
                 r = asprintf(&key, "%s%s%s" DD_INDEX_SUFFIX, op->prefix, w->dir, dw->name) < 0 ? -ENOMEM : 0;
         if (r >= 0)

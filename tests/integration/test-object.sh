@@ -142,4 +142,25 @@ expect_exit 0 "$VBAK" pool verify pool-a --json
 assert_eq 0 "$(py "$LAST_OUT" 'j["problems"]')" "problems after gc"
 restore_cmp pool-a "$(json_get id <vm4b.json)" vda vm4.img
 restore_cmp pool-a "$inc" vda vm1.1
+info "an object pool registered with vbakd: the secret in its credential store"
+VBAKD=$(dirname "$VBAK")/vbakd
+export VBAK_SOCKET=$WORK/state/vbakd.sock
+"$VBAKD" --state-dir "$WORK/state" --config /dev/null >vbakd.out 2>vbakd.err &
+DPID=$!
+trap 'kill $DPID 2>/dev/null; wait $DPID 2>/dev/null; stop_swift; stop_all' EXIT
+for _ in $(seq 200); do
+        "$VBAK" status >/dev/null 2>&1 && break
+        sleep 0.05
+done
+expect_exit 2 "$VBAK" pool add s3 --type object --endpoint "$S3_ENDPOINT" --bucket backups
+assert_contains "$LAST_ERR" "object.access_key: required" "a missing key"
+expect_exit 0 "$VBAK" pool add s3 --type object --endpoint "$S3_ENDPOINT" --bucket backups --prefix main \
+        --region "$S3_REGION" --access-key-file access.key --secret-key-file secret.key --json
+assert_eq "$WORK/state/object-pools/s3" "$(py "$LAST_OUT" 'j["path"]')" "the local folder"
+assert_eq 3 "$(py "$LAST_OUT" 'j["restore_points"]')" "the bucket's restore points, read at once"
+assert_not_contains "$WORK/state/object-pools/s3/object.json" "secret" "object.json"
+assert_not_contains "$WORK/state/object-pools/s3/object.json" "$S3_SECRET" "object.json"
+assert_contains "$WORK/state/credentials.json" "pool:$WORK/state/object-pools/s3" "the credential store"
+expect_exit 0 "$VBAK" pool show s3 --json
+assert_eq 3 "$(py "$LAST_OUT" 'j["stats"]["restore_points"]')" "pool show opens the pool with the stored secret"
 info "done"
