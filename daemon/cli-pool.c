@@ -83,7 +83,9 @@ static const char init_help[] = "Usage: vbak pool init PATH [OPTIONS]\n"
                                 "  --access-key-file F          the access key id (the file's first line)\n"
                                 "  --secret-key-file F          the secret key (mode 0600; the path is recorded)\n"
                                 "  --requests N                 requests in flight (default 16)\n"
-                                "  --part-size SIZE             objects larger go up in parts (default 16M, min 5M)\n";
+                                "  --part-size SIZE             objects larger go up in parts (default 16M, min 5M)\n"
+                                "  --rate SIZE                  bytes per second to and from the store, all\n"
+                                "                               requests together (e.g. 50M; default unlimited)\n";
 
 /* Tape pools: the media pool's labels from "L1,L2,..." (pointing into
  * *ret_text). 0, or the error printed and its code. */
@@ -139,6 +141,7 @@ static int cmd_init(int argc, char **argv)
                 { "secret-key-file", required_argument, NULL, 'S' },
                 { "requests", required_argument, NULL, 'N' },
                 { "part-size", required_argument, NULL, 'Z' },
+                { "rate", required_argument, NULL, 'T' },
                 {},
         };
         sp_options o = SP_OPTIONS_DEFAULT;
@@ -214,6 +217,11 @@ static int cmd_init(int argc, char **argv)
                         if (vb_parse_size(optarg, &size) < 0 || size < (5u << 20) || size > (5ull << 30))
                                 return vb_cli_fail(VB_E_USAGE, "bad --part-size '%s' (5M-5G)", optarg);
                         o.part_size = size;
+                        break;
+                case 'T':
+                        if (vb_parse_size(optarg, &size) < 0)
+                                return vb_cli_fail(VB_E_USAGE, "bad --rate '%s' (bytes per second: 50M, 1G)", optarg);
+                        o.rate = size;
                         break;
                 case OPT_TAPE_DEVICE:
                         o.device = optarg;

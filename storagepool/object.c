@@ -206,7 +206,8 @@ static int connect_store(const char *path, json_t *cfg, const char *secret_in, s
                           .secret_key = secret,
                           .insecure = json_is_true(json_object_get(cfg, "insecure")),
                           .max_requests = (unsigned)json_integer_value(json_object_get(cfg, "requests")),
-                          .part_size = (uint64_t)json_integer_value(json_object_get(cfg, "part_size")) };
+                          .part_size = (uint64_t)json_integer_value(json_object_get(cfg, "part_size")),
+                          .rate = (uint64_t)json_integer_value(json_object_get(cfg, "rate")) };
         r = sp_s3_new(&o, ret);
         explicit_bzero(secret, strlen(secret));
         return r;
@@ -289,9 +290,9 @@ static int obj_create(const char *path, const sp_options *o)
 
         if (!o->endpoint || !o->bucket || !o->access_key || (!o->secret_key_file && !o->secret_key))
                 return -EINVAL;
-        cfg = json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:I, s:I}", "endpoint", o->endpoint, "bucket", o->bucket, "region",
-                        o->region, "prefix", o->prefix, "access_key", o->access_key, "requests",
-                        (json_int_t)o->requests, "part_size", (json_int_t)o->part_size);
+        cfg = json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:I, s:I, s:I}", "endpoint", o->endpoint, "bucket", o->bucket,
+                        "region", o->region, "prefix", o->prefix, "access_key", o->access_key, "requests",
+                        (json_int_t)o->requests, "part_size", (json_int_t)o->part_size, "rate", (json_int_t)o->rate);
         if (!cfg ||
             (o->secret_key_file && json_object_set_new(cfg, "secret_key_file", json_string(o->secret_key_file)) < 0)) {
                 json_decref(cfg);

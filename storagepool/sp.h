@@ -58,6 +58,7 @@ typedef struct sp_options {
         const char *secret_key; /* instead of secret_key_file: kept by the caller (vbakd's credential store) */
         unsigned requests;      /* requests in flight; 0: the default */
         uint64_t part_size;     /* multipart threshold and part size; 0: the default */
+        uint64_t rate;          /* bytes/s to and from the store, all requests together; 0: unlimited */
         /* tape pools: the drive (/dev/nstN), or a folder of file-backed
          * volumes; the media pool's volume labels, in the order they are
          * used; a file-backed volume's capacity in bytes */
