@@ -49,6 +49,12 @@
  * unless gc/pending.json names them; any other is asked for with HEAD. A
  * second gc round that deletes anything moves the generation on, and the
  * cache of an older one is dropped.
+ *
+ * One gc at a time per pool: S3 has no lock, so gc checks that the list it
+ * read is still the one stored before it writes its own, and stops
+ * (-EBUSY) when another gc got there first; the window left between the
+ * check and the put is why gc of an object pool is to be run from one
+ * place at a time (docs/formats.md).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -927,6 +933,18 @@ static void put_done(void *userdata, int r, const char *err)
 
         free(q->data);
         free(q);
+        if (r < 0) {
+                /* The digest was claimed as stored: forget every claim of
+                 * this session (the cache file keeps what earlier sessions
+                 * saw). */
+                obj_pool *op = pool_of(dw->base.w->pool);
+
+                pthread_mutex_lock(&op->lock);
+                dd_dset_free(op->known);
+                op->known = dd_dset_new();
+                op->known_loaded = false;
+                pthread_mutex_unlock(&op->lock);
+        }
         pthread_mutex_lock(&dw->lock);
         if (r < 0 && dw->error == 0) {
                 dw->error = r;
@@ -1556,8 +1574,21 @@ static int obj_gc(sp_pool *p, const sp_gc_opts *o, sp_gc_result *ret)
                 fresh[n_new++] = d;
         }
         ret->chunks_kept += n_new;
-        if (!o->dry_run && (round_two || pl.time == 0))
-                r = write_pending(op, pl.generation + (round_two && ret->chunks_removed > 0), now, fresh, n_new);
+        if (!o->dry_run && (round_two || pl.time == 0)) {
+                pending_list again;
+
+                /* One gc at a time per pool (see DESIGN): a list that changed
+                 * meanwhile is another gc's, and stays. */
+                r = read_pending(op, &again);
+                if (r >= 0 && again.time != pl.time) {
+                        log_error("gc: another gc of this pool ran at the same time; this one stops");
+                        r = -EBUSY;
+                }
+                free(again.v);
+                if (r >= 0)
+                        r = write_pending(op, pl.generation + (round_two && ret->chunks_removed > 0), now, fresh,
+                                          n_new);
+        }
         goto out;
 out_err:
         r = s3_fail(r, TAKE_PTR(err));
