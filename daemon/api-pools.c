@@ -559,6 +559,11 @@ static int add_work(void *ctx)
                 sp_options so = SP_OPTIONS_DEFAULT;
 
                 so.type = o->type ?: "dedup";
+                if (streq(so.type, "tape"))
+                        return fail(o, 400, VB_E_USAGE, "type",
+                                    "type: a tape pool needs its drive and volumes: make it with vbak pool init %s "
+                                    "--type tape --device D --volumes L1,L2, then add it",
+                                    o->p.path);
                 if (o->object) {
 #define OBJ(k) json_string_value(json_object_get(o->object, k))
                         so.endpoint = OBJ("endpoint");

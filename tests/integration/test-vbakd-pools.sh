@@ -146,9 +146,13 @@ assert_contains body.json '"field": "path"'
 assert_eq 400 "$(api -X POST --data "{\"name\":\"x\",\"path\":\"$WORK/std2\",\"type\":\"dedup\"}" http://vbakd/v1/pools)" \
         "type not the pool's"
 assert_contains body.json '"field": "type"'
-assert_eq 400 "$(api -X POST --data "{\"name\":\"x\",\"path\":\"$WORK/new\",\"type\":\"tape\"}" http://vbakd/v1/pools)" \
+assert_eq 400 "$(api -X POST --data "{\"name\":\"x\",\"path\":\"$WORK/new\",\"type\":\"floppy\"}" http://vbakd/v1/pools)" \
         "unknown type"
 assert_contains body.json '"field": "type"'
+assert_eq 400 "$(api -X POST --data "{\"name\":\"x\",\"path\":\"$WORK/new\",\"type\":\"tape\"}" http://vbakd/v1/pools)" \
+        "a new tape pool through the API"
+assert_contains body.json '"field": "type"'
+assert_contains body.json 'vbak pool init'
 assert_eq 400 "$(api -X POST --data "{\"name\":\"x\",\"path\":\"$WORK/new\",\"color\":\"red\"}" http://vbakd/v1/pools)" \
         "unknown field"
 assert_contains body.json '"field": "color"'
