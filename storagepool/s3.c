@@ -617,6 +617,9 @@ static bool req_judge(s3_req *rq)
         }
         parse_error(rq->ebuf, rq->elen, &code, &message);
         r = rq->status == 404 ? -ENOENT : rq->status == 403 ? -EACCES : rq->status / 100 == 4 ? -EINVAL : -EIO;
+        /* Credentials the store does not accept, as opposed to a refused right. */
+        if (rq->status == 403 && code && (streq(code, "SignatureDoesNotMatch") || streq(code, "InvalidAccessKeyId")))
+                r = -EKEYREJECTED;
         if (rq->status == 429)
                 r = -EIO;
         if (code)

@@ -22,7 +22,8 @@
  * "S3 PUT chunks/ab/cd/abcd...: 403 SignatureDoesNotMatch: The request
  * signature we calculated does not match ...".
  *   -ENOENT   404 (NoSuchKey, NoSuchBucket)
- *   -EACCES   403 (AccessDenied, SignatureDoesNotMatch, InvalidAccessKeyId)
+ *   -EKEYREJECTED  403 SignatureDoesNotMatch or InvalidAccessKeyId: the keys are wrong
+ *   -EACCES   403 otherwise (AccessDenied)
  *   -EINVAL   other 4xx
  *   -EFBIG    a get into a buffer too small for the object
  *   -EIO      5xx, or a connection error, after the retries

@@ -59,7 +59,7 @@ expect_exit 0 "$VBAK" pool list pool-a --json
 assert_eq 2 "$(json_ids <"$LAST_OUT" | wc -l)" "restore points listed"
 
 info "a wrong secret"
-expect_exit 9 obj_init pool-bad --secret-key-file wrong.key --prefix main
+expect_exit 18 obj_init pool-bad --secret-key-file wrong.key --prefix main
 assert_contains "$LAST_ERR" "SignatureDoesNotMatch" "the error names what the store said"
 [[ ! -e pool-bad/pool.json ]] || die "a pool was left behind by a refused init"
 
