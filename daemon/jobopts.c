@@ -1033,3 +1033,38 @@ void vb_jobopts_markdown(FILE *f)
                 fputs("|\n", f);
         }
 }
+
+int vb_transfer_setup(const vb_jobopts *o, const char *token_file, vb_transfer_limits *lim, tp_disk_opts *t,
+                      const char **field, char **why)
+{
+        *t = (tp_disk_opts){ 0 };
+        t->nbd.connections = o->streams_per_disk;
+        t->nbd.request_size = (uint32_t)o->read_buffer;
+        t->nbd.resume_buffer = o->resume_buffer;
+        t->nbd.reconnect_window_ms = o->reconnect_window * 1000;
+        t->nbd.timeout_ms = o->network_timeout * 1000;
+        t->auth.token_file = token_file;
+        if (o->transfer_rate[0]) {
+                if (tp_rate_schedule_parse(o->transfer_rate, &lim->transfer_s, why) < 0) {
+                        *field = "transfer_rate";
+                        return -EINVAL;
+                }
+                tp_bucket_init(&lim->transfer_b, &lim->transfer_s);
+                t->nbd.transfer = &lim->transfer_b;
+        }
+        if (o->disk_read_rate[0]) {
+                if (tp_rate_schedule_parse(o->disk_read_rate, &lim->disk_s, why) < 0) {
+                        *field = "disk_read_rate";
+                        return -EINVAL;
+                }
+                tp_bucket_init(&lim->disk_b, &lim->disk_s);
+                t->nbd.disk = &lim->disk_b;
+        }
+        return 0;
+}
+
+void vb_transfer_limits_clear(vb_transfer_limits *lim)
+{
+        tp_rate_schedule_clear(&lim->transfer_s);
+        tp_rate_schedule_clear(&lim->disk_s);
+}

@@ -39,6 +39,8 @@
 #include <stdio.h>
 
 #include "daemon/hypervisor.h"
+#include "transport/disk.h"
+#include "transport/rate.h"
 
 /* Bytes of a command or a schedule's text, its NUL included. */
 #define VB_JOBOPTS_TEXT_MAX 1024
@@ -199,6 +201,22 @@ int vb_jobopts_compression_level(const vb_jobopts *o);
 
 /* NBD connections per disk: max(parallel_disks, streams_per_disk). */
 unsigned vb_jobopts_connections_per_disk(const vb_jobopts *o);
+
+/* The rate limits of a run or a restore: a bucket per schedule, shared by
+ * every disk (used from the loop thread only). */
+typedef struct vb_transfer_limits {
+        tp_rate_schedule transfer_s, disk_s;
+        tp_bucket transfer_b, disk_b;
+} vb_transfer_limits;
+
+/* The transport options of a run or a restore from its job options:
+ * streams and request size per disk, resume buffer, reconnect window,
+ * timeout, the disk service's token, and transfer_rate and disk_read_rate
+ * as buckets in lim (which must outlive t). -EINVAL with *field set (its
+ * key) and *why (caller frees) for a schedule that does not parse. */
+int vb_transfer_setup(const vb_jobopts *o, const char *token_file, vb_transfer_limits *lim, tp_disk_opts *t,
+                      const char **field, char **why);
+void vb_transfer_limits_clear(vb_transfer_limits *lim);
 
 /* The table as text, for `vbak job create --help`. */
 void vb_jobopts_help(FILE *f);

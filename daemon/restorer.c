@@ -146,8 +146,7 @@ struct rst {
         size_t n_pools;
         const vb_hv_driver *drv;
         vb_hv *hv;
-        tp_rate_schedule rate_s, disk_s;
-        tp_bucket rate_b, disk_b;
+        vb_transfer_limits limits; /* the transfer and disk-write rates, shared by every disk */
         tp_disk_opts transfer;
         /* The answer. */
         vb_error err; /* of the request, or of the restore as a whole */
@@ -253,8 +252,7 @@ static void rst_free(rst *r)
                 vb_pool_clear(&r->pools[i].rec);
         }
         free(r->pools);
-        tp_rate_schedule_clear(&r->rate_s);
-        tp_rate_schedule_clear(&r->disk_s);
+        vb_transfer_limits_clear(&r->limits);
         vb_restore_clear(&r->row);
         vb_restore_items_free(r->rows, r->n_rows);
         vb_platform_clear(&r->platform);
@@ -1194,34 +1192,17 @@ static const char *network_name(vb_job_network n)
  * are shared by every disk of the restore. */
 static int transfer_setup(rst *r)
 {
-        tp_disk_opts *t = &r->transfer;
         _cleanup_free_ char *why = NULL;
+        const char *field = NULL;
+        int k = vb_transfer_setup(&r->opts, r->rs->d->cfg.cvd_token_file, &r->limits, &r->transfer, &field, &why);
 
-        *t = (tp_disk_opts){ 0 };
-        t->nbd.connections = r->opts.streams_per_disk;
-        t->nbd.request_size = (uint32_t)r->opts.read_buffer;
-        t->nbd.resume_buffer = r->opts.resume_buffer;
-        t->nbd.reconnect_window_ms = r->opts.reconnect_window * 1000;
-        t->nbd.timeout_ms = r->opts.network_timeout * 1000;
-        t->auth.token_file = r->rs->d->cfg.cvd_token_file;
-        if (r->opts.transfer_rate[0]) {
-                if (tp_rate_schedule_parse(r->opts.transfer_rate, &r->rate_s, &why) < 0) {
-                        req_error(r, VB_E_USAGE, "options.transfer_rate", "options.transfer_rate: %s", why ?: "?");
-                        return -EINVAL;
-                }
-                tp_bucket_init(&r->rate_b, &r->rate_s);
-                t->nbd.transfer = &r->rate_b;
-        }
-        if (r->opts.disk_read_rate[0]) {
-                free(TAKE_PTR(why));
-                if (tp_rate_schedule_parse(r->opts.disk_read_rate, &r->disk_s, &why) < 0) {
-                        req_error(r, VB_E_USAGE, "options.disk_write_rate", "options.disk_write_rate: %s", why ?: "?");
-                        return -EINVAL;
-                }
-                tp_bucket_init(&r->disk_b, &r->disk_s);
-                t->nbd.disk = &r->disk_b;
-        }
-        return 0;
+        if (k < 0)
+                /* A restore's disk_write_rate is kept as the job option disk_read_rate. */
+                req_error(r, VB_E_USAGE,
+                          streq(field, "disk_read_rate") ? "options.disk_write_rate" : "options.transfer_rate",
+                          "options.%s: %s", streq(field, "disk_read_rate") ? "disk_write_rate" : "transfer_rate",
+                          why ?: "?");
+        return k;
 }
 
 static void progress(void *userdata, uint64_t done, uint64_t total);

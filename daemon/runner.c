@@ -101,6 +101,7 @@ struct run {
         const vb_hv_driver *drv;
         vb_hv *hv;
         tp_disk_opts transfer;
+        vb_transfer_limits limits; /* transfer_rate and disk_read_rate, shared by every disk of the run */
         rvm *vms;
         size_t n_vms;
         /* Going. */
@@ -188,6 +189,7 @@ static void run_free(run *r)
         vb_platform_clear(&r->platform);
         vb_pool_clear(&r->pool);
         vb_credstore_password_free(r->password);
+        vb_transfer_limits_clear(&r->limits);
         free(r);
 }
 
@@ -1215,6 +1217,8 @@ static void loaded(void *ctx, int k)
         run *r = ctx;
         vb_daemon *d = r->rn->d;
         tp_disk_opts *t = &r->transfer;
+        _cleanup_free_ char *why = NULL;
+        const char *field = NULL;
 
         if (k < 0) {
                 vb_error e = k == -ENOENT ? VB_E_NOT_FOUND : k == -EPERM ? VB_E_REFUSED : vb_error_from_errno(k);
@@ -1230,13 +1234,14 @@ static void loaded(void *ctx, int k)
                 r->job.id = 0; /* not the running one */
                 return run_finish(r);
         }
-        *t = (tp_disk_opts){ 0 };
-        t->nbd.connections = r->opts.streams_per_disk;
-        t->nbd.request_size = (uint32_t)r->opts.read_buffer;
-        t->nbd.resume_buffer = r->opts.resume_buffer;
-        t->nbd.reconnect_window_ms = r->opts.reconnect_window * 1000;
-        t->nbd.timeout_ms = r->opts.network_timeout * 1000;
-        t->auth.token_file = d->cfg.cvd_token_file;
+        k = vb_transfer_setup(&r->opts, d->cfg.cvd_token_file, &r->limits, t, &field, &why);
+        if (k < 0) {
+                /* The job's options were checked when it was saved: only a
+                 * schedule this version no longer reads gets here. */
+                answer(r, VB_E_USAGE, "job %s: option %s: %s", r->job.name, field, why ?: "?");
+                r->id = 0;
+                return run_finish(r);
+        }
         r->message[0] = '\0';
         queue(r, open_work, opened, r);
 }

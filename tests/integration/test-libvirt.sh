@@ -295,6 +295,17 @@ for d in lv1 lv2; do
         assert_eq "$(checkpoints $d | wc -w)" 1 "$d keeps one checkpoint"
 done
 
+info "a job's transfer rate holds for backups"
+api POST /v1/jobs '{"name": "slow", "platform": "kvm", "pool": "main", "selection": ["vm:lv2"], "type": "full",
+        "options": {"transfer_rate": "1MiB/s", "min_free_bytes": "1G", "retries": 0}}' >/dev/null
+assert_eq "$(cat status)" 201 "job slow created: $(cat api.out)"
+run_job slow vms-slow.json
+read=$(vmv vms-slow.json lv2 'v["bytes_read"]')
+took=$(vmv vms-slow.json lv2 'v["ended"] - v["started"]')
+info "lv2 read $read bytes at 1 MiB/s in $took s"
+assert_cmp -ge "$read" $((5 * MiB)) "lv2's full backup"
+assert_cmp -ge "$took" $((read / MiB - 1)) "the backup kept to 1 MiB/s"
+
 info "the original path: lv2 put back as it was at its second restore point"
 lv destroy lv2 >/dev/null
 rp=$(vmv vms2.json lv2 'v["restore_point"]')
