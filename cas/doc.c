@@ -32,6 +32,7 @@
 #include <strings.h>
 
 #include "daemon/util.h"
+#include "daemon/xml.h"
 
 #define TEXT_KEY "#text"
 
@@ -222,81 +223,23 @@ fail:
         return r;
 }
 
-/* SAX internalSubset: called at <!DOCTYPE name ...> before any declaration
- * of the internal subset is parsed. Stops the parser (see DESIGN). */
-static void xml_reject_dtd(void *ctx, const xmlChar *name, const xmlChar *external_id, const xmlChar *system_id)
-{
-        xmlParserCtxtPtr ctxt = ctx;
-
-        *(bool *)ctxt->_private = true;
-        xmlStopParser(ctxt);
-}
-
-/* A generic error handler that drops libxml2's messages. */
-_printf_(2, 3) static void xml_silence(void *ctx, const char *msg, ...)
-{
-}
-
 static int parse_xml(const char *body, size_t len, json_t **ret, char **err)
 {
-        xmlGenericErrorFunc saved_handler;
-        void *saved_ctx;
-        const int options = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA;
-        xmlParserCtxtPtr ctxt;
         xmlDocPtr doc = NULL;
-        xmlNode *root;
-        bool dtd = false;
         json_t *j = NULL;
-        int r;
+        int r = vb_xml_read(body, len, "cas-response.xml", 0, &doc, err);
 
-        xmlInitParser();
-        ctxt = xmlNewParserCtxt();
-        if (!ctxt || !ctxt->sax) {
-                xmlFreeParserCtxt(ctxt);
-                return -ENOMEM;
-        }
-        ctxt->sax->internalSubset = xml_reject_dtd;
-        ctxt->sax->externalSubset = NULL;
-        ctxt->_private = &dtd;
-        /* No forced encoding: the prologue's encoding="..." is honoured and
-         * libxml2 hands out UTF-8 either way. */
-        /* XML_PARSE_NOERROR does not cover encoding errors, which go to the
-         * thread's generic handler (stderr): silence it for this parse only,
-         * the caller gets the error in *err. */
-        saved_handler = xmlGenericError;
-        saved_ctx = xmlGenericErrorContext;
-        xmlSetGenericErrorFunc(NULL, xml_silence);
-        doc = xmlCtxtReadMemory(ctxt, body, (int)len, "cas-response.xml", NULL, options);
-        xmlSetGenericErrorFunc(saved_ctx, saved_handler);
-        if (dtd) {
-                set_err(err, "XML with a document type declaration is not accepted");
-                r = -EBADMSG;
-        } else if (!doc || !ctxt->wellFormed) {
-                xmlErrorPtr e = xmlCtxtGetLastError(ctxt);
-                _cleanup_free_ char *msg = strdup(e && e->message ? e->message : "not well-formed");
-
-                if (!msg)
-                        r = -ENOMEM;
-                else {
-                        msg[strcspn(msg, "\n")] = 0;
-                        set_err(err, "malformed XML at line %d column %d: %s", e ? e->line : 0, e ? e->int2 : 0, msg);
-                        r = -EBADMSG;
-                }
-        } else if (!(root = xmlDocGetRootElement(doc))) {
-                set_err(err, "XML without a root element");
-                r = -EBADMSG;
-        } else {
-                /* The root element is dropped (see doc.h): its content is
-                 * the document. */
-                r = xml_element_to_json(root, 1, &j, err);
-                if (r == 0 && json_is_string(j) && json_string_length(j) == 0) {
-                        json_decref(j);
-                        j = json_object();
-                        r = j ? 0 : -ENOMEM;
-                }
+        if (r < 0)
+                return r;
+        /* The root element is dropped (see doc.h): its content is the
+         * document. */
+        r = xml_element_to_json(xmlDocGetRootElement(doc), 1, &j, err);
+        if (r == 0 && json_is_string(j) && json_string_length(j) == 0) {
+                json_decref(j);
+                j = json_object();
+                r = j ? 0 : -ENOMEM;
         }
         xmlFreeDoc(doc);
-        xmlFreeParserCtxt(ctxt);
         if (r < 0)
                 return r;
         *ret = j;

@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include "daemon/util.h"
+#include "daemon/xml.h"
 
 _printf_(2, 3) static int set_err(char **err, const char *fmt, ...)
 {
@@ -62,33 +63,12 @@ static char *dup0(const char *s, bool *oom)
 
 /* ---- reading ------------------------------------------------------------- */
 
-/* SAX internalSubset: called at <!DOCTYPE ...> before any declaration is
- * read. Stops the parser (see DESIGN). */
-static void xml_reject_dtd(void *ctx, const xmlChar *name, const xmlChar *external_id, const xmlChar *system_id)
-{
-        xmlParserCtxtPtr ctxt = ctx;
-
-        *(bool *)ctxt->_private = true;
-        xmlStopParser(ctxt);
-}
-
-_printf_(2, 3) static void xml_silence(void *ctx, const char *msg, ...)
-{
-}
-
 /* Parses xml whose root element must be root_name: *doc (caller frees with
  * xmlFreeDoc) and *root. -EINVAL with *err for anything else. */
 static int xml_parse(const char *xml, const char *root_name, xmlDoc **doc, xmlNode **root, char **err)
 {
-        const int options =
-                XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA;
-        xmlGenericErrorFunc saved_handler;
-        void *saved_ctx;
-        xmlParserCtxtPtr ctxt;
-        xmlDoc *d;
         xmlNode *top;
-        bool dtd = false;
-        int r = 0;
+        int r;
 
         *doc = NULL;
         *root = NULL;
@@ -96,46 +76,16 @@ static int xml_parse(const char *xml, const char *root_name, xmlDoc **doc, xmlNo
                 set_err(err, "no XML");
                 return -EINVAL;
         }
-        xmlInitParser();
-        ctxt = xmlNewParserCtxt();
-        if (!ctxt || !ctxt->sax) {
-                xmlFreeParserCtxt(ctxt);
-                return -ENOMEM;
+        r = vb_xml_read(xml, strlen(xml), "libvirt.xml", XML_PARSE_NOBLANKS, doc, err);
+        if (r < 0)
+                return r == -EBADMSG ? -EINVAL : r;
+        top = xmlDocGetRootElement(*doc);
+        if (!xmlStrEqual(top->name, BAD_CAST root_name)) {
+                set_err(err, "not a <%s> document (root <%s>)", root_name, (const char *)top->name);
+                xmlFreeDoc(*doc);
+                *doc = NULL;
+                return -EINVAL;
         }
-        ctxt->sax->internalSubset = xml_reject_dtd;
-        ctxt->sax->externalSubset = NULL;
-        ctxt->_private = &dtd;
-        /* Encoding errors go to the generic handler (stderr), not the
-         * context's: silenced for this parse, the caller gets *err. */
-        saved_handler = xmlGenericError;
-        saved_ctx = xmlGenericErrorContext;
-        xmlSetGenericErrorFunc(NULL, xml_silence);
-        d = xmlCtxtReadMemory(ctxt, xml, (int)strlen(xml), "libvirt.xml", NULL, options);
-        xmlSetGenericErrorFunc(saved_ctx, saved_handler);
-        if (dtd) {
-                set_err(err, "XML with a document type declaration is not accepted");
-                r = -EINVAL;
-        } else if (!d || !ctxt->wellFormed) {
-                xmlErrorPtr e = xmlCtxtGetLastError(ctxt);
-                _cleanup_free_ char *msg = strdup(e && e->message ? e->message : "not well-formed");
-
-                if (!msg) {
-                        r = -ENOMEM;
-                } else {
-                        msg[strcspn(msg, "\n")] = 0;
-                        set_err(err, "malformed XML at line %d: %s", e ? e->line : 0, msg);
-                        r = -EINVAL;
-                }
-        } else if (!(top = xmlDocGetRootElement(d)) || !xmlStrEqual(top->name, BAD_CAST root_name)) {
-                set_err(err, "not a <%s> document (root <%s>)", root_name, top ? (const char *)top->name : "");
-                r = -EINVAL;
-        }
-        xmlFreeParserCtxt(ctxt);
-        if (r < 0) {
-                xmlFreeDoc(d);
-                return r;
-        }
-        *doc = d;
         *root = top;
         return 0;
 }
